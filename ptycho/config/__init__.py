@@ -1,0 +1,1 @@
+"""Configuration dataclasses (TensorFlow- and torch-free)."""

@@ -1,0 +1,351 @@
+"""Run configuration for PtychoPINN, shared by both backends and by Ptychodus.
+
+These dataclasses are the single source of truth for a run. They import only the
+standard library (plus PyYAML lazily, for YAML files), because Ptychodus imports this
+module in its GUI process, which must never pick up a TensorFlow or CUDA context.
+
+Ptychodus 1.7.0 builds ``ModelConfig(N=0, ...)`` for training and assigns
+``config.model.N`` later, once the pattern size is known; ``N == 0`` therefore means
+"not yet known" and :meth:`ModelConfig.require_size` is what consumers call before
+they build anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, MutableMapping, TypeVar
+
+logger = logging.getLogger(__name__)
+
+BACKENDS: tuple[str, ...] = ('tensorflow', 'pytorch')
+PATCH_SIZES: tuple[int, ...] = (64, 128, 256)
+MODEL_TYPES: tuple[str, ...] = ('pinn', 'supervised')
+AMP_ACTIVATIONS: tuple[str, ...] = ('sigmoid', 'swish', 'silu', 'softplus', 'relu')
+LOGGERS: tuple[str, ...] = ('csv', 'tensorboard', 'mlflow', 'none')
+
+Backend = Literal['tensorflow', 'pytorch']
+
+
+def _fail(cls_name: str, field_name: str, expected: str, found: Any) -> None:
+    raise ValueError(f'{cls_name}.{field_name}: expected {expected}, found {found!r}')
+
+
+def _check_choice(cls_name: str, name: str, value: Any, choices: tuple[Any, ...]) -> None:
+    if value not in choices:
+        _fail(cls_name, name, f'one of {list(choices)}', value)
+
+
+def _check_int(cls_name: str, name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        _fail(cls_name, name, f'an integer >= {minimum}', value)
+
+
+def _check_real(
+    cls_name: str, name: str, value: Any, minimum: float, maximum: float = math.inf,
+    *, open_low: bool = False,
+) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > minimum if open_low else value >= minimum) and value <= maximum
+    if not ok:
+        low = f'> {minimum}' if open_low else f'>= {minimum}'
+        high = '' if maximum == math.inf else f' and <= {maximum}'
+        _fail(cls_name, name, f'a finite number {low}{high}', value)
+
+
+def _check_bool(cls_name: str, name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        _fail(cls_name, name, 'true or false', value)
+
+
+def _as_path(value: Any) -> Path | None:
+    if value is None or isinstance(value, Path):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        return Path(value)
+    raise ValueError(f'expected a file path, found {value!r}')
+
+
+@dataclass
+class ModelConfig:
+    """Network and physics settings; identical meaning in both backends."""
+
+    N: int = 64
+    gridsize: int = 1
+    n_filters_scale: int = 2
+    model_type: str = 'pinn'
+    amp_activation: str = 'sigmoid'
+    object_big: bool = True
+    probe_big: bool = True
+    probe_mask: bool = False
+    pad_object: bool = True
+    probe_scale: float = 4.0
+    gaussian_smoothing_sigma: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        if self.N != 0:  # 0 = decided later from the data (Ptychodus does this)
+            _check_choice(name, 'N', self.N, PATCH_SIZES)
+        _check_int(name, 'gridsize', self.gridsize, 1)
+        _check_int(name, 'n_filters_scale', self.n_filters_scale, 1)
+        _check_choice(name, 'model_type', self.model_type, MODEL_TYPES)
+        _check_choice(name, 'amp_activation', self.amp_activation, AMP_ACTIVATIONS)
+        for flag in ('object_big', 'probe_big', 'probe_mask', 'pad_object'):
+            _check_bool(name, flag, getattr(self, flag))
+        _check_real(name, 'probe_scale', self.probe_scale, 0.0, open_low=True)
+        _check_real(name, 'gaussian_smoothing_sigma', self.gaussian_smoothing_sigma, 0.0)
+
+    @property
+    def n_channels(self) -> int:
+        """Patterns per sample, C = gridsize**2."""
+        return self.gridsize * self.gridsize
+
+    def require_size(self) -> int:
+        """Return N, failing clearly if it was never set (Ptychodus sets it late)."""
+        self.validate()
+        if self.N == 0:
+            raise ValueError(
+                'ModelConfig.N: expected one of [64, 128, 256], found 0 (the patch size was '
+                'never set; assign config.model.N from the diffraction pattern size)'
+            )
+        return self.N
+
+
+@dataclass
+class _RunConfig:
+    """Fields common to training and inference runs."""
+
+    _required_paths: ClassVar[tuple[str, ...]] = ()
+
+    def _validate_common(self) -> None:
+        name = type(self).__name__
+        if not isinstance(self.model, ModelConfig):  # type: ignore[attr-defined]
+            _fail(name, 'model', 'a ModelConfig', self.model)  # type: ignore[attr-defined]
+        self.model.validate()  # type: ignore[attr-defined]
+        _check_choice(name, 'backend', self.backend, BACKENDS)  # type: ignore[attr-defined]
+        _check_bool(name, 'debug', self.debug)  # type: ignore[attr-defined]
+
+
+@dataclass
+class TrainingConfig(_RunConfig):
+    """Everything a training run needs; see README for the meaning of each field."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train_data_file: Path | None = None
+    test_data_file: Path | None = None
+    batch_size: int = 16
+    nepochs: int = 50
+    learning_rate: float = 1e-3
+    mae_weight: float = 0.0
+    nll_weight: float = 1.0
+    realspace_mae_weight: float = 0.0
+    realspace_weight: float = 0.0
+    nphotons: float = 1e9
+    n_groups: int | None = None
+    neighbor_count: int = 4
+    positions_provided: bool = True
+    probe_trainable: bool = False
+    intensity_scale_trainable: bool = True
+    output_dir: Path = Path('training_outputs')
+    backend: str = 'tensorflow'
+    debug: bool = False
+    subsample_seed: int | None = 42
+    sequential_sampling: bool = False
+    validation_split: float = 0.05
+    early_stopping_patience: int = 0
+    lr_plateau_patience: int = 3
+    logger: str = 'csv'
+    accelerator: str = 'auto'
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        self.train_data_file = _as_path(self.train_data_file)
+        self.test_data_file = _as_path(self.test_data_file)
+        self.output_dir = _as_path(self.output_dir) or Path('training_outputs')
+        self.validate()
+
+    def validate(self) -> None:
+        self._validate_common()
+        name = type(self).__name__
+        _check_int(name, 'batch_size', self.batch_size, 1)
+        _check_int(name, 'nepochs', self.nepochs, 1)
+        _check_real(name, 'learning_rate', self.learning_rate, 0.0, 1.0, open_low=True)
+        for weight in ('mae_weight', 'nll_weight', 'realspace_mae_weight', 'realspace_weight'):
+            _check_real(name, weight, getattr(self, weight), 0.0, 1.0)
+        if self.model.model_type == 'pinn' and self.nll_weight == 0 and self.mae_weight == 0:
+            _fail(name, 'nll_weight/mae_weight', 'at least one positive loss weight', 0.0)
+        _check_real(name, 'nphotons', self.nphotons, 0.0, open_low=True)
+        if self.n_groups is not None:
+            _check_int(name, 'n_groups', self.n_groups, 1)
+        _check_int(name, 'neighbor_count', self.neighbor_count, 1)
+        if self.neighbor_count < self.model.n_channels and self.model.gridsize > 1:
+            _fail(name, 'neighbor_count',
+                  f'>= gridsize**2 = {self.model.n_channels}', self.neighbor_count)
+        for flag in ('positions_provided', 'probe_trainable', 'intensity_scale_trainable',
+                     'sequential_sampling'):
+            _check_bool(name, flag, getattr(self, flag))
+        if self.subsample_seed is not None:
+            _check_int(name, 'subsample_seed', self.subsample_seed, 0)
+        _check_real(name, 'validation_split', self.validation_split, 0.0, 0.5)
+        _check_int(name, 'early_stopping_patience', self.early_stopping_patience, 0)
+        _check_int(name, 'lr_plateau_patience', self.lr_plateau_patience, 0)
+        _check_choice(name, 'logger', self.logger, LOGGERS)
+        _check_int(name, 'num_workers', self.num_workers, 0)
+
+    @property
+    def seed(self) -> int:
+        """The seed actually used (``subsample_seed`` or 42)."""
+        return 42 if self.subsample_seed is None else self.subsample_seed
+
+
+@dataclass
+class InferenceConfig(_RunConfig):
+    """Everything a reconstruction from a trained model needs."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    model_path: Path | None = None
+    test_data_file: Path | None = None
+    n_groups: int | None = None
+    neighbor_count: int = 4
+    batch_size: int = 256
+    output_dir: Path = Path('inference_outputs')
+    backend: str = 'tensorflow'
+    debug: bool = False
+    subsample_seed: int | None = 42
+    sequential_sampling: bool = True
+
+    def __post_init__(self) -> None:
+        self.model_path = _as_path(self.model_path)
+        self.test_data_file = _as_path(self.test_data_file)
+        self.output_dir = _as_path(self.output_dir) or Path('inference_outputs')
+        self.validate()
+
+    def validate(self) -> None:
+        self._validate_common()
+        name = type(self).__name__
+        if self.n_groups is not None:
+            _check_int(name, 'n_groups', self.n_groups, 1)
+        _check_int(name, 'neighbor_count', self.neighbor_count, 1)
+        _check_int(name, 'batch_size', self.batch_size, 1)
+        if self.subsample_seed is not None:
+            _check_int(name, 'subsample_seed', self.subsample_seed, 0)
+        _check_bool(name, 'sequential_sampling', self.sequential_sampling)
+
+    @property
+    def seed(self) -> int:
+        return 42 if self.subsample_seed is None else self.subsample_seed
+
+
+AnyConfig = TrainingConfig | InferenceConfig
+_C = TypeVar('_C', TrainingConfig, InferenceConfig)
+
+# Legacy ``params.cfg`` keys whose names differ from the dataclass field names.
+_LEGACY_KEYS: dict[str, str] = {
+    'object_big': 'object.big',
+    'probe_big': 'probe.big',
+    'probe_mask': 'probe.mask',
+    'probe_trainable': 'probe.trainable',
+    'intensity_scale_trainable': 'intensity_scale.trainable',
+    'positions_provided': 'positions.provided',
+    'output_dir': 'output_prefix',
+    'train_data_file': 'train_data_file_path',
+    'test_data_file': 'test_data_file_path',
+}
+
+
+def to_dict(config: ModelConfig | AnyConfig) -> dict[str, Any]:
+    """Plain, YAML/JSON-safe dict of a config (paths as strings, model nested)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, ModelConfig):
+            value = to_dict(value)
+        elif isinstance(value, Path):
+            value = str(value)
+        out[f.name] = value
+    return out
+
+
+def from_dict(cls: type[_C], data: MutableMapping[str, Any] | dict[str, Any],
+              source: str = '<dict>') -> _C:
+    """Build ``cls`` from a dict as written by :func:`to_dict`; unknown keys are an error."""
+    data = dict(data)
+    model_data = data.pop('model', {}) or {}
+    if not isinstance(model_data, dict):
+        raise ValueError(f'{source}: key "model": expected a mapping, found {model_data!r}')
+    known_model = {f.name for f in dataclasses.fields(ModelConfig)}
+    known_run = {f.name for f in dataclasses.fields(cls)} - {'model'}
+    unknown = sorted(set(model_data) - known_model) + sorted(set(data) - known_run)
+    if unknown:
+        raise ValueError(f'{source}: unknown config keys {unknown} for {cls.__name__}')
+    model = ModelConfig(**model_data)
+    return cls(model=model, **data)
+
+
+def save_yaml(config: ModelConfig | AnyConfig, path: str | os.PathLike[str]) -> Path:
+    """Write a config as YAML, atomically (temp file + rename)."""
+    import yaml
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(to_dict(config), sort_keys=False)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'w') as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_yaml(cls: type[_C], path: str | os.PathLike[str]) -> _C:
+    """Read a config written by :func:`save_yaml` (or by hand)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ValueError(f'{path}: cannot read config file ({exc.strerror})') from exc
+    except yaml.YAMLError as exc:
+        raise ValueError(f'{path}: not valid YAML ({exc})') from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f'{path}: expected a YAML mapping of config keys, found {type(data).__name__}')
+    return from_dict(cls, data, source=str(path))
+
+
+def update_legacy_dict(cfg: MutableMapping[str, Any], config: ModelConfig | AnyConfig) -> None:
+    """Mirror ``config`` into the legacy flat ``params.cfg`` dict.
+
+    The nested model config is flattened, renamed fields get their dotted legacy keys
+    (``object.big``, ``probe.trainable``, ``output_prefix``, ...), and ``None`` values are
+    skipped so they never overwrite a value set elsewhere.
+    """
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, ModelConfig):
+            update_legacy_dict(cfg, value)
+            continue
+        if value is None:
+            continue
+        if isinstance(value, Path):
+            value = str(value)
+        cfg[_LEGACY_KEYS.get(f.name, f.name)] = value
+    if isinstance(config, (TrainingConfig, InferenceConfig)):
+        cfg['K'] = config.neighbor_count
+    if isinstance(config, TrainingConfig) and config.model.N:
+        # Photon scale before training; the trained value replaces it when a bundle loads.
+        cfg['intensity_scale'] = math.sqrt(config.nphotons) / (config.model.N / 2)
