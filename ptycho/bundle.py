@@ -1,0 +1,149 @@
+"""Backend-neutral model bundle: ``{output_dir}/wts.h5.zip`` with a JSON manifest.
+
+Both backends write their weights through :func:`write_bundle`, which builds the zip in a
+temporary file beside the target and renames it into place, so a crash never leaves a
+half-written bundle. :func:`read_bundle` checks the archive and the manifest before any
+backend code touches the weights, and names the file, the problem and both backends.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from ptycho import __version__
+
+logger = logging.getLogger(__name__)
+
+BUNDLE_NAME = 'wts.h5.zip'
+MANIFEST_NAME = 'manifest.json'
+FORMAT_NAME = 'ptychopinn-bundle'
+FORMAT_VERSION = 1
+BACKENDS = ('tensorflow', 'pytorch')
+
+
+class BundleError(ValueError):
+    """A model bundle is missing, corrupt, or belongs to another backend."""
+
+
+@dataclass
+class Bundle:
+    """A bundle read back: its manifest and the raw bytes of its member files."""
+
+    path: Path
+    manifest: dict[str, Any]
+    files: dict[str, bytes]
+
+    @property
+    def backend(self) -> str:
+        return str(self.manifest['backend'])
+
+    @property
+    def intensity_scale(self) -> float:
+        return float(self.manifest['intensity_scale'])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self.manifest.get('config', {}))
+
+
+def bundle_path(location: str | os.PathLike[str]) -> Path:
+    """Resolve a bundle directory or the ``wts.h5.zip`` file itself to the zip path."""
+    location = Path(location)
+    return location / BUNDLE_NAME if location.is_dir() else location
+
+
+def write_bundle(output_dir: str | os.PathLike[str], backend: str, files: Mapping[str, bytes],
+                 *, config: Mapping[str, Any], intensity_scale: float,
+                 model_names: list[str], extra: Mapping[str, Any] | None = None) -> Path:
+    """Write ``output_dir/wts.h5.zip`` atomically and return its path."""
+    if backend not in BACKENDS:
+        raise BundleError(f'write_bundle: backend must be one of {list(BACKENDS)}, found {backend!r}')
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model_cfg = config.get('model', {}) if isinstance(config.get('model'), Mapping) else {}
+    manifest: dict[str, Any] = {
+        'format': FORMAT_NAME,
+        'format_version': FORMAT_VERSION,
+        'backend': backend,
+        'model_names': list(model_names),
+        'config': dict(config),
+        'intensity_scale': float(intensity_scale),
+        'N': model_cfg.get('N'),
+        'gridsize': model_cfg.get('gridsize'),
+        'created': _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds'),
+        'ptychopinn_version': __version__,
+    }
+    manifest.update(extra or {})
+    target = output_dir / BUNDLE_NAME
+    fd, tmp = tempfile.mkstemp(dir=output_dir, prefix=f'.{BUNDLE_NAME}.', suffix='.tmp')
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, 'w', compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(MANIFEST_NAME, json.dumps(manifest, indent=2, default=str))
+            for name, data in files.items():
+                archive.writestr(name, data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    logger.info('Saved %s model bundle to %s', backend, target)
+    return target
+
+
+def read_bundle(location: str | os.PathLike[str], expected_backend: str | None = None) -> Bundle:
+    """Open and check a bundle; ``expected_backend`` rejects the other backend's bundles."""
+    path = bundle_path(location)
+    if not path.exists():
+        raise BundleError(f'{path}: model bundle not found (expected {BUNDLE_NAME} written by '
+                          f'training with the tensorflow or pytorch backend)')
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+            if bad is not None:
+                raise BundleError(f'{path}: corrupt model bundle (member {bad!r} fails its CRC)')
+            names = archive.namelist()
+            if MANIFEST_NAME not in names:
+                raise BundleError(
+                    f'{path}: not a PtychoPINN model bundle: no {MANIFEST_NAME} inside '
+                    f'(found {names[:5]}); bundles are written by the tensorflow and pytorch '
+                    f'backends of this package')
+            files = {name: archive.read(name) for name in names}
+    except zipfile.BadZipFile as exc:
+        raise BundleError(f'{path}: corrupt or truncated model bundle ({exc}); retrain or copy '
+                          f'the file again (tensorflow and pytorch bundles are both zip files)'
+                          ) from exc
+    try:
+        manifest = json.loads(files.pop(MANIFEST_NAME))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f'{path}: {MANIFEST_NAME} is not valid JSON ({exc})') from exc
+    if manifest.get('format') != FORMAT_NAME:
+        raise BundleError(f'{path}: {MANIFEST_NAME} key "format": expected {FORMAT_NAME!r}, '
+                          f'found {manifest.get("format")!r}')
+    if manifest.get('format_version') != FORMAT_VERSION:
+        raise BundleError(f'{path}: {MANIFEST_NAME} key "format_version": expected '
+                          f'{FORMAT_VERSION}, found {manifest.get("format_version")!r}')
+    backend = manifest.get('backend')
+    if backend not in BACKENDS:
+        raise BundleError(f'{path}: {MANIFEST_NAME} key "backend": expected one of '
+                          f'{list(BACKENDS)}, found {backend!r}')
+    if expected_backend is not None and backend != expected_backend:
+        raise BundleError(
+            f'{path}: this model bundle was trained with the {backend} backend, but the '
+            f'{expected_backend} backend was asked to load it; use backend={backend!r} '
+            f'(bundles are not interchangeable between tensorflow and pytorch)')
+    if 'intensity_scale' not in manifest:
+        raise BundleError(f'{path}: {MANIFEST_NAME} has no "intensity_scale" key')
+    return Bundle(path=path, manifest=manifest, files=files)
+
+
+def peek_backend(location: str | os.PathLike[str]) -> str:
+    """The backend recorded in a bundle (used by the dispatcher and the CLI)."""
+    return read_bundle(location).backend
