@@ -1,0 +1,255 @@
+"""TensorFlow workflows: train, save, load and reconstruct (architecture.md section 9).
+
+These are the TensorFlow twins of ``ptycho_torch.workflows.components`` and the functions
+Ptychodus 1.7.0's built-in integration calls in its worker process:
+``run_cdi_example`` -> ``ptycho.model_manager.save(out_dir)`` -> ``save_outputs`` for
+training, and ``load_inference_bundle`` (which restores ``params.cfg['intensity_scale']``)
+for reconstruction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptycho import figures, params, physics
+from ptycho.config.config import (InferenceConfig, ModelConfig, TrainingConfig, to_dict,
+                                  update_legacy_dict)
+from ptycho.loader import PtychoDataContainer, container_from_raw
+
+logger = logging.getLogger(__name__)
+
+BACKEND = 'tensorflow'
+AMPLITUDE_PNG = 'reconstructed_amplitude.png'
+PHASE_PNG = 'reconstructed_phase.png'
+LOSS_PNG = 'loss_curve.png'
+PREDICT_BATCH = 256
+
+
+def _with_size(config: TrainingConfig | InferenceConfig, raw: Any
+               ) -> TrainingConfig | InferenceConfig:
+    """A copy of ``config`` whose ``model.N`` is the data's pattern size when it was 0."""
+    if config.model.N:
+        return config
+    N = int(np.shape(raw.diff3d)[-1])
+    logger.info('config.model.N was 0 (unset): using the pattern size N=%d of the data', N)
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, N=N))
+
+
+def _inference_grouping(config: TrainingConfig | InferenceConfig
+                        ) -> TrainingConfig | InferenceConfig:
+    """Test/reconstruction data use every scan position, in scan order."""
+    return dataclasses.replace(config, n_groups=None, sequential_sampling=True)
+
+
+# --------------------------------------------------------------------------- training
+def train_cdi_model(train_data: Any, test_data: Any | None, config: TrainingConfig
+                    ) -> dict[str, Any]:
+    """Group and normalise the data, build a fresh model, fit it.
+
+    Returns ``results`` with ``history``, ``models`` (``{'autoencoder', 'diffraction_to_obj'}``),
+    ``ptycho_models`` (:class:`ptycho.model.PtychoModels`), ``train_container``,
+    ``test_container``, ``intensity_scale``, ``config`` and ``backend``.
+    """
+    from ptycho.model import create_model
+    from ptycho.train_pinn import seed_everything, train
+
+    config = _with_size(config, train_data)
+    update_legacy_dict(params.cfg, config)
+    train_container = container_from_raw(train_data, config)
+    test_container = None
+    if test_data is not None:
+        test_container = container_from_raw(test_data, _inference_grouping(config))
+    seed_everything(config.seed)
+    models = create_model(config, train_container.probe)
+    history = train(models, train_container, config, test_container)
+    params.cfg['intensity_scale'] = models.intensity_scale
+    return {
+        'history': history,
+        'models': models.as_dict(),
+        'ptycho_models': models,
+        'train_container': train_container,
+        'test_container': test_container,
+        'intensity_scale': models.intensity_scale,
+        'config': config,
+        'backend': BACKEND,
+    }
+
+
+def _should_autosave(output_dir: Path | None) -> bool:
+    # Ptychodus passes output_dir=Path() ("unused") and saves through model_manager.save.
+    return output_dir is not None and str(output_dir) not in ('', '.')
+
+
+def run_cdi_example(train_data: Any, test_data: Any | None, config: TrainingConfig,
+                    flip_x: bool = False, flip_y: bool = False, transpose: bool = False,
+                    M: int | None = None, do_stitching: bool = False
+                    ) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, Any]]:
+    """Train, save ``{output_dir}/wts.h5.zip``, and optionally reconstruct ``test_data``.
+
+    Returns ``(amplitude, phase, results)``; amplitude and phase are None unless
+    ``do_stitching`` and ``test_data`` are given. ``M`` defaults to N // 2.
+    """
+    from ptycho import model_manager
+
+    update_legacy_dict(params.cfg, config)
+    results = train_cdi_model(train_data, test_data, config)
+    config = results['config']
+    models = results['ptycho_models']
+    model_manager.register_trained(models, config)
+    if _should_autosave(config.output_dir):
+        results['bundle_path'] = model_manager.save_models(models, config, config.output_dir)
+    else:
+        logger.info('output_dir is unset: model kept in memory; call '
+                    'ptycho.model_manager.save(out_dir) to write wts.h5.zip')
+    amplitude = phase = None
+    if do_stitching and test_data is not None:
+        amplitude, phase, recon = reassemble_cdi_image(
+            test_data, config, flip_x, flip_y, transpose, M, models=models,
+            container=results['test_container'])
+        results.update({k: v for k, v in recon.items() if k != 'backend'})
+    elif do_stitching:
+        logger.warning('run_cdi_example: do_stitching=True but no test data: nothing to stitch')
+    results['backend'] = BACKEND
+    return amplitude, phase, results
+
+
+# --------------------------------------------------------------------------- inference
+def _resolve_models(models: Any, config: TrainingConfig | InferenceConfig) -> Any:
+    """A :class:`PtychoModels` (or bare diffraction_to_obj Keras model) to predict with."""
+    from ptycho import model_manager
+
+    if models is None:
+        model_path = getattr(config, 'model_path', None)
+        if model_path is not None and str(model_path) not in ('', '.'):
+            return model_manager.load(model_path)[0]
+        return model_manager.last_trained()[0]
+    if isinstance(models, dict):
+        if 'ptycho_models' in models:
+            return models['ptycho_models']
+        if 'diffraction_to_obj' in models:
+            return models['diffraction_to_obj']
+        raise ValueError(f'reassemble_cdi_image: models dict has keys {sorted(models)}; '
+                         f'expected "diffraction_to_obj"')
+    return models
+
+
+def predict_objects(models: Any, container: PtychoDataContainer,
+                    intensity_scale: float | None = None) -> np.ndarray:
+    """Complex object patches (B, N, N, 1) for a container, one forward pass per group."""
+    if hasattr(models, 'diffraction_to_obj'):
+        scale = models.intensity_scale if intensity_scale is None else intensity_scale
+        net = models.diffraction_to_obj
+    else:
+        scale = params.get('intensity_scale') if intensity_scale is None else intensity_scale
+        net = models
+    X = np.asarray(container.X, dtype=np.float32) * np.float32(scale)
+    offsets = np.asarray(container.local_offsets, dtype=np.float32)
+    return np.asarray(net.predict([X, offsets], batch_size=PREDICT_BATCH, verbose=0))
+
+
+def reassemble_cdi_image(test_data: Any, config: TrainingConfig | InferenceConfig,
+                         flip_x: bool = False, flip_y: bool = False, transpose: bool = False,
+                         M: int | None = None, *, models: Any = None,
+                         container: PtychoDataContainer | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Reconstruct ``test_data`` with a trained model and stitch it.
+
+    ``models`` defaults to the bundle at ``config.model_path`` (InferenceConfig) or the
+    last trained model. ``flip_x``/``flip_y`` negate the x/y global offsets and
+    ``transpose`` swaps the patch axes (legacy orientation fixes). Returns
+    ``(amplitude, phase, results)`` with ``reconstruction`` (complex), ``coverage``,
+    ``origin_xy``, ``obj_patches``, ``container`` and ``backend``.
+    """
+    config = _with_size(config, test_data)
+    update_legacy_dict(params.cfg, config)
+    net = _resolve_models(models, config)
+    if container is None:
+        container = container_from_raw(test_data, _inference_grouping(config))
+    patches = predict_objects(net, container)
+    offsets = np.array(container.global_offsets, dtype=np.float64, copy=True)
+    if flip_x:
+        offsets[:, 0, 0, :] = -offsets[:, 0, 0, :]
+    if flip_y:
+        offsets[:, 0, 1, :] = -offsets[:, 0, 1, :]
+    if transpose:
+        patches = np.transpose(patches, (0, 2, 1, 3))
+    N = patches.shape[1]
+    M = N // 2 if M is None else int(M)
+    from ptycho.tf_helper import reassemble_position
+
+    image, coverage = reassemble_position(patches, offsets, M=M, return_coverage=True)
+    _, origin_xy = physics.canvas_geometry(offsets.reshape(-1, 2), M)
+    reconstruction = image[..., 0]
+    results = {'reconstruction': reconstruction, 'coverage': coverage, 'origin_xy': origin_xy,
+               'obj_patches': patches, 'container': container, 'M': M, 'backend': BACKEND}
+    return np.abs(reconstruction), np.angle(reconstruction), results
+
+
+def load_inference_bundle(model_dir: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
+    """Load ``model_dir/wts.h5.zip`` (or the zip itself) for inference.
+
+    Returns ``(diffraction_to_obj, config_dict)``: a Keras model whose
+    ``predict([X * intensity_scale, local_offsets])`` gives complex objects (B, N, N, 1),
+    and the training config as a dict. Also restores ``params.cfg`` (model settings and the
+    trained ``intensity_scale``), which Ptychodus' built-in integration reads.
+    """
+    from ptycho import model_manager
+
+    models, config, bundle = model_manager.load(model_dir)
+    for key, value in (('N', config.model.N), ('gridsize', config.model.gridsize)):
+        if key in params.cfg and params.cfg[key] not in (0, value):
+            logger.warning('%s: the model was trained with %s=%s but the current settings say '
+                           '%s=%s; using the model\'s value', bundle.path, key, value, key,
+                           params.cfg[key])
+    update_legacy_dict(params.cfg, config.model)
+    params.cfg['intensity_scale'] = models.intensity_scale
+    config_dict = to_dict(config)
+    return models.diffraction_to_obj, config_dict
+
+
+def load_inference_models(model_dir: str | os.PathLike[str]) -> tuple[Any, TrainingConfig]:
+    """Like :func:`load_inference_bundle` but returns the full :class:`PtychoModels` and config."""
+    from ptycho import model_manager
+
+    models, config, _ = model_manager.load(model_dir)
+    update_legacy_dict(params.cfg, config.model)
+    params.cfg['intensity_scale'] = models.intensity_scale
+    return models, config
+
+
+# --------------------------------------------------------------------------- outputs
+def save_outputs(amplitude: np.ndarray | None, phase: np.ndarray | None,
+                 results: dict[str, Any] | None, prefix: str | os.PathLike[str]) -> list[Path]:
+    """Write the PNGs of a run under ``prefix`` (a directory) and return their paths.
+
+    Amplitude and phase images are written when given (None after training without
+    stitching, as Ptychodus calls it); the loss curve whenever ``results`` has a history.
+    """
+    out = Path(prefix)
+    out.mkdir(parents=True, exist_ok=True)
+    results = results or {}
+    written: list[Path] = []
+    coverage = results.get('coverage')
+    mask = None if coverage is None else np.asarray(coverage) >= physics.COVERAGE_EPS
+    for image, name, title, unit, cmap in ((amplitude, AMPLITUDE_PNG, 'Reconstructed amplitude',
+                                            'amplitude', 'gray'),
+                                           (phase, PHASE_PNG, 'Reconstructed phase',
+                                            'phase (rad)', 'twilight')):
+        if image is None:
+            continue
+        image = np.squeeze(np.asarray(image))
+        shown_mask = mask if mask is not None and mask.shape == image.shape else None
+        written.append(figures.image_png(image, out / name, title=title, unit=unit, cmap=cmap,
+                                         mask=shown_mask))
+    history = results.get('history')
+    if history:
+        written.append(figures.loss_curve_png(history, out / LOSS_PNG))
+    if amplitude is None and phase is None:
+        logger.info('save_outputs: no reconstruction to draw (training without stitching)')
+    return written
