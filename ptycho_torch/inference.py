@@ -1,0 +1,115 @@
+"""Batched reconstruction and native torch stitching of a scan.
+
+One forward pass per group under ``torch.inference_mode``; the per-group objects are then
+placed at their global offsets by :func:`ptycho_torch.physics.stitch` (no TensorFlow).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ptycho_torch import physics
+from ptycho_torch.data import PtychoDataContainerTorch
+from ptycho_torch.model import DiffractionToObject
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Stitched:
+    """A stitched reconstruction and where it lies in object coordinates."""
+
+    image: np.ndarray          # (H, W) complex64
+    coverage: np.ndarray       # (H, W) float32
+    origin_xy: tuple[float, float]
+    M: int
+
+    @property
+    def uncovered(self) -> int:
+        return int(np.count_nonzero(self.coverage < physics.COVERAGE_EPS))
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def reconstruct_groups(model: DiffractionToObject, container: PtychoDataContainerTorch,
+                       intensity_scale: float, batch_size: int = 256) -> Tensor:
+    """Complex object of every group (B, N, N), on the CPU."""
+    model.eval()
+    device = _device_of(model)
+    outputs: list[Tensor] = []
+    with torch.inference_mode():
+        for begin in range(0, len(container), batch_size):
+            X = container.X[begin:begin + batch_size].to(device) * intensity_scale
+            offsets = container.local_offsets[begin:begin + batch_size].to(device)
+            outputs.append(model(X, offsets)[..., 0].cpu())
+    return torch.cat(outputs)
+
+
+def transform_positions(positions_xy: np.ndarray, flip_x: bool, flip_y: bool,
+                        transpose: bool) -> np.ndarray:
+    """Mirror/transposed copy of (x, y) positions (the input is not modified)."""
+    out = np.array(positions_xy, dtype=np.float64, copy=True)
+    if flip_x:
+        out[:, 0] = -out[:, 0]
+    if flip_y:
+        out[:, 1] = -out[:, 1]
+    if transpose:
+        out = out[:, ::-1].copy()
+    return out
+
+
+def resolve_crop(M: int | None, N: int) -> int:
+    """Crop size for stitching: ``N // 2`` by default; larger than N falls back to it."""
+    if M is None:
+        return N // 2
+    M = int(M)
+    if M > N:
+        logger.warning('Stitching crop M=%d exceeds the patch size N=%d; using the default '
+                       'central crop M=%d', M, N, N // 2)
+        return N // 2
+    if M < 1:
+        raise ValueError(f'stitching crop M: expected 1..{N}, found {M}')
+    return M
+
+
+def stitch_groups(objects: Tensor, positions_xy: np.ndarray, M: int,
+                  canvas_shape: tuple[int, int] | None = None,
+                  origin_xy: tuple[float, float] | None = None) -> Stitched:
+    """Stitch per-group objects at their positions; canvas fits all positions by default."""
+    if canvas_shape is None or origin_xy is None:
+        canvas_shape, origin_xy = physics.canvas_geometry(positions_xy, M)
+    image, coverage = physics.stitch(objects, torch.from_numpy(positions_xy), M,
+                                     canvas_shape, origin_xy)
+    stitched = Stitched(image.numpy().astype(np.complex64), coverage.numpy().astype(np.float32),
+                        (float(origin_xy[0]), float(origin_xy[1])), M)
+    if stitched.uncovered:
+        logger.info('Stitched %dx%d image: %d pixels not covered by any patch (left at 0)',
+                    *stitched.image.shape, stitched.uncovered)
+    return stitched
+
+
+def reconstruct_and_stitch(model: DiffractionToObject, container: PtychoDataContainerTorch,
+                           intensity_scale: float, *, flip_x: bool = False, flip_y: bool = False,
+                           transpose: bool = False, M: int | None = None, batch_size: int = 256,
+                           canvas_shape: tuple[int, int] | None = None,
+                           origin_xy: tuple[float, float] | None = None
+                           ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Amplitude, phase and results (``reconstruction``, ``coverage``, ...) of a scan."""
+    objects = reconstruct_groups(model, container, intensity_scale, batch_size)
+    positions = transform_positions(container.global_offsets.numpy(), flip_x, flip_y, transpose)
+    crop = resolve_crop(M, container.N)
+    stitched = stitch_groups(objects, positions, crop, canvas_shape, origin_xy)
+    results: dict[str, Any] = {
+        'reconstruction': stitched.image, 'coverage': stitched.coverage,
+        'origin_xy': stitched.origin_xy, 'M': crop, 'uncovered_pixels': stitched.uncovered,
+        'patches': objects.numpy(), 'positions_xy': positions,
+    }
+    return np.abs(stitched.image), np.angle(stitched.image), results

@@ -1,0 +1,346 @@
+"""The PtychoPINN network, its physics forward model and the Lightning module.
+
+Layout follows architecture.md section 5 literally, so the TensorFlow twin has the same
+layers and parameter count; the physics and loss follow section 6. Tensors are
+channels-first inside torch: diffraction (B, C, N, N), offsets (B, C, 2) as (x, y).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ptycho_torch import physics
+from ptycho_torch.config_params import MODES, TORCH_ACTIVATIONS, ModelConfig, TrainingConfig
+
+logger = logging.getLogger(__name__)
+
+POISSON_EPS = 1e-6
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/Inf loss; the last good checkpoint is kept."""
+
+
+def _activation(name: str) -> nn.Module:
+    table: dict[str, type[nn.Module]] = {'sigmoid': nn.Sigmoid, 'silu': nn.SiLU,
+                                         'swish': nn.SiLU, 'softplus': nn.Softplus,
+                                         'relu': nn.ReLU}
+    if name not in table:
+        raise ValueError(f'amp_activation: expected one of {list(TORCH_ACTIVATIONS)}, found {name!r}')
+    return table[name]()
+
+
+class PiTanh(nn.Module):
+    """Phase activation: ``pi * tanh``, bounded to (-pi, pi)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return math.pi * torch.tanh(x)
+
+
+def _conv_pair(c_in: int, width: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU()]
+
+
+def level_widths(N: int, n_filters_scale: int) -> list[int]:
+    """``w_k = 16 * n_filters_scale * 2**k`` for k = 0..L-1, L = log2(N) - 3."""
+    levels = int(round(math.log2(N))) - 3
+    if levels < 1 or 2 ** (levels + 3) != N:
+        raise ValueError(f'model N: expected a power of two >= 16 (64, 128, 256), found {N}')
+    return [16 * n_filters_scale * 2 ** k for k in range(levels)]
+
+
+class Encoder(nn.Module):
+    """Pairs of 3x3 convs and 2x max-pooling down to an 8x8 bottleneck."""
+
+    def __init__(self, channels: int, widths: list[int]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = channels
+        for width in widths:
+            layers += _conv_pair(c_in, width) + [nn.MaxPool2d(2)]
+            c_in = width
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
+class Decoder(nn.Module):
+    """Upsampling decoder with an output activation and an optional periphery head."""
+
+    def __init__(self, c_in: int, steps: list[int], channels: int, activation: nn.Module,
+                 N: int, pad_object: bool, probe_big: bool) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for width in steps:
+            layers += [nn.Upsample(scale_factor=2, mode='nearest')] + _conv_pair(c_in, width)
+            c_in = width
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Conv2d(c_in, channels, 3, padding=1)
+        self.activation = activation
+        self.pad = N // 4 if pad_object else 0
+        self.periphery: nn.Module | None = None
+        if pad_object and probe_big:
+            self.periphery = nn.Sequential(nn.Upsample(scale_factor=2, mode='nearest'),
+                                           nn.Conv2d(c_in, channels, 3, padding=1))
+            self.register_buffer('outer', 1.0 - physics.central_window_mask(N), persistent=False)
+
+    def forward(self, z: Tensor) -> Tensor:
+        features = self.body(z)
+        out = self.activation(self.head(features))
+        if self.pad:
+            out = nn.functional.pad(out, (self.pad,) * 4)
+        if self.periphery is not None:
+            out = out + self.activation(self.periphery(features)) * self.outer
+        return out
+
+
+class PtychoNet(nn.Module):
+    """Encoder and two decoders: diffraction (B, C, N, N) -> amplitude, phase (B, C, N, N)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        widths = level_widths(config.N, config.n_filters_scale)
+        steps = widths[-2::-1] + ([] if config.pad_object else [widths[0]])
+        C = config.C
+        self.encoder = Encoder(C, widths)
+        self.decoder_amp = Decoder(widths[-1], steps, C, _activation(config.amp_activation),
+                                   config.N, config.pad_object, config.probe_big)
+        self.decoder_phase = Decoder(widths[-1], steps, C, PiTanh(), config.N,
+                                     config.pad_object, config.probe_big)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        z = self.encoder(x)
+        return self.decoder_amp(z), self.decoder_phase(z)
+
+
+def _probe_as_real(probe: np.ndarray | Tensor | None, N: int) -> Tensor:
+    if probe is None:
+        logger.warning('No probe given: starting from a flat probe (sum |P|^2 = (N/2)^2)')
+        probe = np.full((N, N), 0.5, dtype=np.complex64)
+    tensor = torch.as_tensor(np.asarray(probe) if not isinstance(probe, Tensor) else probe)
+    tensor = tensor.detach().to(torch.complex64)
+    if tuple(tensor.shape) != (N, N):
+        raise ValueError(f'probe: expected shape ({N}, {N}), found {tuple(tensor.shape)}')
+    return torch.view_as_real(tensor).clone()
+
+
+class PtychoPINN(nn.Module):
+    """Network plus physics: learned photon scale, probe, overlap constraint, far field."""
+
+    def __init__(self, model: ModelConfig, nphotons: float, probe: np.ndarray | Tensor | None = None,
+                 probe_trainable: bool = False, intensity_scale_trainable: bool = True) -> None:
+        super().__init__()
+        if model.mode not in MODES:
+            raise ValueError(f'mode: expected one of {list(MODES)}, found {model.mode!r}')
+        self.config = model
+        self.N = model.N
+        self.C = model.C
+        self.s0 = physics.photon_scale(nphotons, model.N)
+        self.net = PtychoNet(model)
+        self.log_scale = nn.Parameter(torch.tensor(math.log(self.s0), dtype=torch.float32),
+                                      requires_grad=intensity_scale_trainable)
+        probe_real = _probe_as_real(probe, model.N)
+        if probe_trainable:
+            self.probe_real = nn.Parameter(probe_real)
+        else:
+            self.register_buffer('probe_real', probe_real)
+        support = physics.central_window_mask(model.N) if model.pad_object else torch.ones(model.N, model.N)
+        self.register_buffer('support', support, persistent=False)
+        mask = physics.disk_mask(model.N) if model.probe_mask else torch.ones(model.N, model.N)
+        self.register_buffer('probe_aperture', mask, persistent=False)
+
+    @property
+    def probe(self) -> Tensor:
+        """The complex probe the physics uses (aperture applied)."""
+        return torch.view_as_complex(self.probe_real) * self.probe_aperture
+
+    @property
+    def intensity_scale(self) -> Tensor:
+        """The trained photon scale ``s = exp(log_scale)``."""
+        return torch.exp(self.log_scale)
+
+    def gain(self) -> Tensor:
+        return torch.exp(self.log_scale) / self.s0
+
+    def object_patches(self, X: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Gained amplitude, phase and complex object patches (B, C, N, N) for normalised X."""
+        amp, phase = self.net(X)
+        amp = self.gain() * amp
+        return amp, phase, torch.polar(amp, phase)
+
+    def exit_patches(self, obj: Tensor, offsets_xy: Tensor | None) -> Tensor:
+        """Object patches after the overlap constraint (gridsize > 1 with object_big)."""
+        if self.C > 1 and self.config.object_big and offsets_xy is not None:
+            obj = physics.enforce_overlap(obj, offsets_xy, self.support)
+        return obj
+
+    def predicted_intensity(self, obj: Tensor, offsets_xy: Tensor | None) -> Tensor:
+        """``|A_hat|^2`` of the gained object, (B, C, N, N)."""
+        return physics.far_field_intensity(self.probe * self.exit_patches(obj, offsets_xy))
+
+    def forward(self, X: Tensor, offsets_xy: Tensor | None = None) -> Tensor:
+        """Predicted far-field amplitude (B, C, N, N) for normalised diffraction X."""
+        _, _, obj = self.object_patches(X)
+        return physics.far_field_amplitude(self.probe * self.exit_patches(obj, offsets_xy))
+
+    def reconstruct(self, X: Tensor, offsets_xy: Tensor | None = None) -> Tensor:
+        """Complex object per group (B, N, N): the patch (C = 1) or the merged group."""
+        _, _, obj = self.object_patches(X)
+        if self.C == 1 or offsets_xy is None:
+            return obj[:, 0]
+        return physics.group_object(obj, offsets_xy, self.support)
+
+
+class DiffractionToObject(nn.Module):
+    """Inference model: ``X * s`` and local offsets -> complex object (B, N, N, 1).
+
+    The input carries the trained intensity scale ``s`` (the TensorFlow convention); it is
+    divided back out before the network, so callers feed ``container.X * intensity_scale``.
+    """
+
+    def __init__(self, model: PtychoPINN) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, scaled_X: Tensor, offsets_xy: Tensor | None = None) -> Tensor:
+        X = scaled_X / self.model.intensity_scale
+        return self.model.reconstruct(X, offsets_xy).unsqueeze(-1)
+
+
+def poisson_nll(pred_intensity: Tensor, X: Tensor, s0: float) -> Tensor:
+    """``mean(lam - y log(lam + eps)) / s0**2`` with ``lam = s0**2 |A_hat|**2``, ``y = (s0 X)**2``."""
+    lam = (s0 * s0) * pred_intensity
+    y = (s0 * s0) * X.square()
+    return torch.mean(lam - y * torch.log(lam + POISSON_EPS)) / (s0 * s0)
+
+
+def _as_dataclass(cls: type, value: Any) -> Any:
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, Mapping):
+        raise TypeError(f'{cls.__name__}: expected a {cls.__name__} or a dict, found {type(value).__name__}')
+    data = dict(value)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f'{cls.__name__}: unknown keys {unknown}')
+    if 'grid_size' in data:
+        data['grid_size'] = tuple(data['grid_size'])
+    if 'output_dir' in data and data['output_dir'] is not None:
+        data['output_dir'] = Path(data['output_dir'])
+    return cls(**data)
+
+
+def _plain(config: Any) -> dict[str, Any]:
+    out = dataclasses.asdict(config)
+    for key, value in out.items():
+        if isinstance(value, Path):
+            out[key] = str(value)
+        elif isinstance(value, tuple):
+            out[key] = list(value)
+    return out
+
+
+class PtychoPINN_Lightning(pl.LightningModule):
+    """Lightning wrapper: PINN (Poisson NLL + optional MAE) or supervised training.
+
+    Hyperparameters are plain dicts saved with ``save_hyperparameters``, and the probe and
+    log-scale live in the state dict, so ``load_from_checkpoint(path)`` needs no arguments.
+    """
+
+    def __init__(self, model_config: ModelConfig | Mapping[str, Any],
+                 training_config: TrainingConfig | Mapping[str, Any],
+                 probe: np.ndarray | Tensor | None = None,
+                 core_config: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.model_config: ModelConfig = _as_dataclass(ModelConfig, model_config)
+        self.training_config: TrainingConfig = _as_dataclass(TrainingConfig, training_config)
+        self.save_hyperparameters({'model_config': _plain(self.model_config),
+                                   'training_config': _plain(self.training_config),
+                                   'core_config': dict(core_config) if core_config else None})
+        tc = self.training_config
+        self.model = PtychoPINN(self.model_config, tc.nphotons, probe, tc.probe_trainable,
+                                tc.intensity_scale_trainable)
+        self.monitor = 'train_loss'
+
+    # -- inference -------------------------------------------------------------------------
+    def forward(self, X: Tensor, offsets_xy: Tensor | None = None) -> Tensor:
+        return self.model(X, offsets_xy)
+
+    def diffraction_to_obj(self) -> DiffractionToObject:
+        """The inference model sharing this module's weights."""
+        return DiffractionToObject(self.model)
+
+    @property
+    def intensity_scale(self) -> float:
+        return float(self.model.intensity_scale.detach())
+
+    # -- training --------------------------------------------------------------------------
+    def compute_loss(self, batch: Mapping[str, Tensor]) -> Tensor:
+        X, offsets = batch['X'], batch['offsets']
+        tc = self.training_config
+        amp, phase, obj = self.model.object_patches(X)
+        if self.model_config.mode == 'supervised':
+            if 'Y' not in batch:
+                raise ValueError('supervised mode: the batch has no ground-truth patches "Y" '
+                                 '(the dataset needs objectGuess)')
+            Y = batch['Y']
+            wrapped = torch.remainder(phase - torch.angle(Y) + math.pi, 2 * math.pi) - math.pi
+            return torch.mean(torch.abs(amp - torch.abs(Y))) + torch.mean(torch.abs(wrapped))
+        exit_wave = self.model.probe * self.model.exit_patches(obj, offsets)
+        loss = X.new_zeros(())
+        if tc.nll_weight > 0:
+            intensity = physics.far_field_intensity(exit_wave)
+            loss = loss + tc.nll_weight * poisson_nll(intensity, X, self.model.s0)
+        if tc.mae_weight > 0:
+            loss = loss + tc.mae_weight * torch.mean(torch.abs(physics.far_field_amplitude(exit_wave) - X))
+        return loss
+
+    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
+        loss = self.compute_loss(batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f'non-finite training loss ({float(loss)}) at epoch {self.current_epoch}, batch '
+                f'{batch_idx}; training stopped (lower learning_rate, check the data); the last '
+                f'good checkpoint was kept')
+        self.log('train_loss', loss, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=batch['X'].shape[0])
+        return loss
+
+    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
+        loss = self.compute_loss(batch)
+        self.log('val_loss', loss, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=batch['X'].shape[0])
+        return loss
+
+    def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int,
+                     dataloader_idx: int = 0) -> Tensor:
+        return self.model.reconstruct(batch['X'], batch['offsets'])
+
+    def configure_optimizers(self) -> Any:
+        tc = self.training_config
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=tc.learning_rate)
+        if tc.lr_plateau_patience <= 0:
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode='min', factor=0.5, patience=tc.lr_plateau_patience)
+        return {'optimizer': optimizer,
+                'lr_scheduler': {'scheduler': scheduler, 'monitor': self.monitor,
+                                 'interval': 'epoch'}}
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Trainable + frozen network weights (the number the TF twin must match)."""
+    return sum(p.numel() for p in module.parameters())

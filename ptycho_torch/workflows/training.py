@@ -1,0 +1,174 @@
+"""Lightning training of the torch backend: trainer, loggers, callbacks, persistence.
+
+Everything is built from the shared :class:`ptycho.config.config.TrainingConfig` via the
+config bridge. Reliability rules (DESIGN.md section 6): a non-finite loss aborts the fit
+before any checkpoint of the bad state is written; ``last.ckpt`` is written by Lightning's
+``ModelCheckpoint`` (atomic); ``resume`` continues from it; the same seed reproduces the
+same losses and weights on CPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import (Callback, EarlyStopping, LearningRateMonitor,
+                                         ModelCheckpoint)
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+from ptycho.config.config import TrainingConfig, to_dict
+from ptycho_torch import config_bridge
+from ptycho_torch.data import PtychoDataContainerTorch, PtychoDataModule
+from ptycho_torch.model import NonFiniteLossError, PtychoPINN_Lightning
+from ptycho_torch.persistence import save_bundle_torch
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = 'checkpoints'
+LAST_CHECKPOINT = 'last.ckpt'
+
+
+class LossHistory(Callback):
+    """Per-epoch ``train_loss``/``val_loss``; saved in checkpoints so resumes keep it."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {'train_loss': [], 'val_loss': []}
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        for key in ('train_loss', 'val_loss'):
+            if key in metrics:
+                self.history[key].append(float(metrics[key]))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {'history': {k: list(v) for k, v in self.history.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = {k: list(v) for k, v in state_dict.get('history', {}).items()}
+        self.history.setdefault('train_loss', [])
+        self.history.setdefault('val_loss', [])
+
+
+def make_logger(config: TrainingConfig, output_dir: Path) -> Logger | bool:
+    """The experiment logger chosen by ``config.logger``."""
+    kind = config.logger
+    if kind == 'none':
+        return False
+    if kind == 'csv':
+        return CSVLogger(save_dir=str(output_dir), name='logs')
+    if kind == 'tensorboard':
+        if importlib.util.find_spec('tensorboard') is None and \
+                importlib.util.find_spec('tensorboardX') is None:
+            raise RuntimeError("TrainingConfig.logger='tensorboard' needs the 'tensorboard' "
+                               "package, which is not installed (pip install tensorboard), or "
+                               "choose logger='csv', 'mlflow' or 'none'")
+        from lightning.pytorch.loggers import TensorBoardLogger
+        return TensorBoardLogger(save_dir=str(output_dir), name='logs')
+    if kind == 'mlflow':
+        if importlib.util.find_spec('mlflow') is None:
+            raise RuntimeError("TrainingConfig.logger='mlflow' needs the 'mlflow' package "
+                               "(pip install mlflow-skinny), or choose logger='csv' or 'none'")
+        from lightning.pytorch.loggers import MLFlowLogger
+        uri = os.environ.get('MLFLOW_TRACKING_URI') or (output_dir / 'mlruns').resolve().as_uri()
+        return MLFlowLogger(experiment_name='ptychopinn', tracking_uri=uri)
+    raise ValueError(f"TrainingConfig.logger: expected one of ['csv', 'tensorboard', 'mlflow', "
+                     f"'none'], found {kind!r}")
+
+
+def checkpoint_path(output_dir: str | os.PathLike[str]) -> Path:
+    return Path(output_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
+
+
+def _resume_path(resume: bool | str | os.PathLike[str], output_dir: Path) -> Path | None:
+    if resume is False or resume is None:
+        return None
+    if resume is True:
+        path = checkpoint_path(output_dir)
+        if not path.exists():
+            logger.warning('resume=True but %s does not exist: training from scratch', path)
+            return None
+        return path
+    path = Path(resume)
+    if not path.exists():
+        raise FileNotFoundError(f'resume: checkpoint {path} not found (expected a Lightning '
+                                f'.ckpt such as {checkpoint_path(output_dir)})')
+    return path
+
+
+def build_trainer(config: TrainingConfig, output_dir: Path, monitor: str,
+                  max_time: timedelta | None = None, history: LossHistory | None = None,
+                  extra_callbacks: list[Callback] | None = None) -> pl.Trainer:
+    """Lightning trainer with the project's checkpointing, logging and stopping rules."""
+    exp_logger = make_logger(config, output_dir)
+    callbacks: list[Callback] = [
+        history or LossHistory(),
+        ModelCheckpoint(dirpath=str(output_dir / CHECKPOINT_DIR), filename='epoch{epoch:03d}',
+                        save_top_k=0, save_last=True, every_n_epochs=1),
+    ]
+    if exp_logger is not False:
+        callbacks.append(LearningRateMonitor(logging_interval='epoch'))
+    if config.early_stopping_patience > 0:
+        callbacks.append(EarlyStopping(monitor=monitor, patience=config.early_stopping_patience,
+                                       check_finite=True))
+    callbacks += extra_callbacks or []
+    return pl.Trainer(
+        max_epochs=config.nepochs, max_time=max_time, deterministic=True,
+        default_root_dir=str(output_dir), accelerator=config.accelerator, devices=1,
+        logger=exp_logger, callbacks=callbacks, enable_progress_bar=config.debug,
+        enable_model_summary=config.debug, num_sanity_val_steps=0, log_every_n_steps=10,
+        enable_checkpointing=True)
+
+
+def train_cdi_model_torch(train_data: PtychoDataContainerTorch,
+                          test_data: PtychoDataContainerTorch | None,
+                          config: TrainingConfig, *, resume: bool | str | os.PathLike[str] = False,
+                          max_time: timedelta | None = None, save_bundle: bool = True,
+                          extra_callbacks: list[Callback] | None = None) -> dict[str, Any]:
+    """Train on torch containers; returns history, models, trainer and artefact paths.
+
+    ``resume``: ``True`` continues from ``{output_dir}/checkpoints/last.ckpt`` (epochs
+    count on to ``nepochs``), or give a checkpoint path. ``max_time`` stops training at a
+    wall-clock limit (Lightning's ``Timer``). A non-finite loss raises
+    :class:`NonFiniteLossError` naming the kept checkpoint.
+    """
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    _, model_cfg, training_cfg = config_bridge.to_torch(config)
+    module = PtychoPINN_Lightning(model_cfg, training_cfg, probe=train_data.probe,
+                                  core_config=to_dict(config))
+    datamodule = PtychoDataModule(train_data, test_data, config.batch_size, config.seed,
+                                  config.validation_split, config.num_workers,
+                                  with_truth=model_cfg.mode == 'supervised')
+    module.monitor = 'val_loss' if datamodule.has_validation else 'train_loss'
+    history = LossHistory()
+    trainer = build_trainer(config, output_dir, module.monitor, max_time, history,
+                            extra_callbacks)
+    ckpt = _resume_path(resume, output_dir)
+    if ckpt is not None:
+        logger.info('Resuming training from %s', ckpt)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+    except NonFiniteLossError as exc:
+        kept = checkpoint_path(output_dir)
+        where = f'last good checkpoint kept at {kept}' if kept.exists() else \
+            'no checkpoint was written (it failed in the first epoch)'
+        raise NonFiniteLossError(f'{exc} [{where}]') from None
+    if getattr(trainer, 'interrupted', False):
+        raise RuntimeError('training was interrupted')
+    bundle = save_bundle_torch(module, config, output_dir) if save_bundle else None
+    return {
+        'history': history.history,
+        'models': {'lightning_module': module, 'autoencoder': module,
+                   'diffraction_to_obj': module.diffraction_to_obj()},
+        'trainer': trainer,
+        'intensity_scale': module.intensity_scale,
+        'checkpoint': checkpoint_path(output_dir),
+        'bundle': bundle,
+        'epochs_run': trainer.current_epoch,
+    }
