@@ -400,3 +400,55 @@ def test_grouping_many_positions_is_vectorised():
     g = raw.generate_grouped_data(4, K=7, seed=0, gridsize=2)
     assert g['diffraction'].shape == (n, 4, 4, 4)
     np.testing.assert_allclose(np.abs(g['Y'][:, 1:3, 1:3]), 1.0, atol=1e-6)
+
+
+def _ptychodus_input(counts: np.ndarray, xs: np.ndarray, ys: np.ndarray, obj: np.ndarray,
+                     probe_modes: np.ndarray):
+    """A ReconstructInput built with Ptychodus 1.7.0's own API classes."""
+    from ptychodus.api.geometry import PixelGeometry
+    from ptychodus.api.object import Object, ObjectCenter
+    from ptychodus.api.probe import ProbeSequence
+    from ptychodus.api.probe_positions import ProbePosition, ProbePositionSequence
+    from ptychodus.api.product import Product, ProductMetadata
+    from ptychodus.api.reconstruct import ReconstructInput
+
+    pixel = PixelGeometry(width_m=1e-8, height_m=1e-8)
+    height, width = obj.shape
+    positions = ProbePositionSequence([
+        ProbePosition(index=i, x_m=(x - (width - 1) / 2) * 1e-8, y_m=(y - (height - 1) / 2) * 1e-8)
+        for i, (x, y) in enumerate(zip(xs, ys))])
+    metadata = ProductMetadata(name='t', comments='', detector_distance_m=1.0,
+                               photon_energy_eV=1e4, probe_photon_count=0.0, exposure_time_s=1.0,
+                               mass_attenuation_m2_per_kg=0.0, tomography_angle_deg=0.0)
+    product = Product(metadata=metadata, probe_positions=positions,
+                      probes=ProbeSequence(probe_modes.astype(np.complex128), None, pixel),
+                      object_=Object(obj.astype(np.complex128), pixel, ObjectCenter(0.0, 0.0)),
+                      losses=[])
+    return ReconstructInput(diffraction_patterns=counts, bad_pixels=np.zeros(counts.shape[1:], bool),
+                            product=product)
+
+
+def test_real_ptychodus_export_and_in_memory_path(tmp_path):
+    """Ptychodus' own NPZ writer and its in-memory RawData call both load correctly."""
+    pytest.importorskip('ptychodus')
+    from ptychodus.api.io import save_ptychopinn_training_data
+    from ptychodus.model.ptychopinn._subprocess import _create_raw_data
+
+    a = _arrays()
+    counts = np.random.default_rng(10).poisson(6, (M, N, N)).astype(np.uint32)
+    modes = np.stack([a['probeGuess'], 0.2 * a['probeGuess']])
+    parameters = _ptychodus_input(counts, a['xcoords'], a['ycoords'], a['objectGuess'], modes)
+    path = tmp_path / 'train_data.npz'
+    save_ptychopinn_training_data(path, parameters)
+    with pytest.warns(CountsConversionWarning):
+        from_disk = RawData.from_file(path)
+    with pytest.warns(CountsConversionWarning):
+        in_memory = _create_raw_data(parameters)
+    for raw in (from_disk, in_memory):
+        np.testing.assert_allclose(raw.xcoords, a['xcoords'], atol=1e-6)
+        np.testing.assert_allclose(raw.ycoords, a['ycoords'], atol=1e-6)
+        np.testing.assert_allclose(raw.diff3d, np.sqrt(counts), rtol=1e-6)
+        np.testing.assert_allclose(raw.objectGuess, a['objectGuess'], rtol=1e-6)
+        assert raw.probeGuess.shape == (N, N) and raw.probe_modes.shape == (2, N, N)
+    g = in_memory.generate_grouped_data(N, K=7, nsamples=1, gridsize=2)
+    assert g['diffraction'].shape == (M, N, N, 4)
