@@ -76,6 +76,9 @@ def looks_like_counts(diffraction: NDArray) -> bool:
         return True
     if diffraction.dtype.kind != 'f':
         return False
+    first = diffraction.reshape(diffraction.shape[0], -1)[0] if diffraction.ndim else diffraction
+    if not np.all(first == np.round(first)):  # cheap early exit for real amplitudes
+        return False
     return bool(diffraction.max() > 1 and np.all(diffraction == np.round(diffraction)))
 
 
