@@ -62,7 +62,8 @@ def reduce_probe_modes(probe: ArrayLike, *, what: str = 'probe') -> NDArray[np.c
     if array.shape[0] > 1:
         logger.warning(
             '%s: %d probe modes reduced to one: kept mode %d (%.1f%% of the power), rescaled '
-            'to the total power of all modes', what, array.shape[0], best, 100 * powers[best] / total)
+            'to the total power of all modes', what, array.shape[0], best,
+            100 * powers[best] / total)
     return reduced.astype(np.complex64)
 
 

@@ -17,7 +17,7 @@ import tempfile
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -196,7 +196,8 @@ class RawData:
             if patches.ndim == 4 and patches.shape[-1] == 1:
                 patches = patches[..., 0]
             if patches.shape != (M, N, N):
-                raise _fail(src, 'Y', f'object patches of shape ({M}, {N}, {N})', _describe(patches))
+                raise _fail(src, 'Y', f'object patches of shape ({M}, {N}, {N})',
+                            _describe(patches))
             self.Y = np.array(patches, dtype=np.complex64, copy=True)
         self.norm_Y_I: float | None = None
         if norm_Y_I is not None:
@@ -244,10 +245,11 @@ class RawData:
             diff_key = 'diff3d'
         else:
             raise _fail(src, 'diffraction', 'an (M, N, N) amplitude array under "diffraction" '
-                        '(or legacy "diff3d")', f'keys {sorted(arrays)}')
+                        '(or legacy "diff3d")', f'only the keys {sorted(arrays)}')
         for key in ('xcoords', 'ycoords', 'probeGuess'):
             if key not in arrays:
-                raise _fail(src, key, 'this required key', f'keys {sorted(arrays)}')
+                raise _fail(src, key, 'this required key to be present',
+                            f'only the keys {sorted(arrays)}')
         units = 'auto'
         if 'diffraction_units' in arrays:
             marker = arrays['diffraction_units']
