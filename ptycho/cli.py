@@ -1,0 +1,710 @@
+"""``ptychopinn``: simulate, train, infer, evaluate, demo.
+
+The command imports only the numpy core at start-up; TensorFlow or torch load when a
+command actually trains or reconstructs, through ``ptycho.workflows.backend_selector``.
+User mistakes (a missing file, a bad flag value, data that break the contract, a bundle
+from the other backend) end with exit status 2 and one line on stderr; Ctrl-C during
+training ends with status 130 and the command that resumes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from ptycho.cli_config import (
+    add_config_flags,
+    given_overrides,
+    resolve_config,
+)
+from ptycho.config.config import (
+    BACKENDS,
+    PATCH_SIZES,
+    InferenceConfig,
+    TrainingConfig,
+    save_yaml,
+)
+
+logger = logging.getLogger('ptycho.cli')
+
+PROG = 'ptychopinn'
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+CHECKPOINT = Path('checkpoints') / 'last.ckpt'
+
+
+class UsageError(Exception):
+    """A mistake the user can fix; reported as one line, exit status 2."""
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C during training; carries the resume hint."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one line (no usage dump) through :class:`UsageError`."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f'{self.prog}: {message} (see {self.prog} --help)')
+
+
+def _say(text: str = '') -> None:
+    """User-facing output: stdout, flushed so it interleaves sanely with progress bars."""
+    print(text, flush=True)
+
+
+# --------------------------------------------------------------------------- parser
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group('output')
+    group.add_argument('-v', '--verbose', action='store_true',
+                       help='debug logging (and full tracebacks on errors)')
+    group.add_argument('-q', '--quiet', action='store_true',
+                       help='only warnings and errors; no progress bars')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``ptychopinn`` parser (subcommands with their flags)."""
+    parser = _Parser(prog=PROG, allow_abbrev=False,
+                     description='PtychoPINN: physics-informed neural-network ptychography.')
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
+    kw: dict[str, Any] = dict(allow_abbrev=False,
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    p = sub.add_parser('simulate', help='simulate a dataset with ground truth', **kw,
+                       description='Simulate a scan of a synthetic object and write an NPZ '
+                                   'contract file (with objectGuess) and a preview PNG.')
+    from_sim = _simulation_choices()
+    p.add_argument('--object', dest='object_kind', default='lines', choices=from_sim[0])
+    p.add_argument('--positions', type=_positive_int, default=2000, help='scan positions')
+    p.add_argument('--nphotons', type=_positive_float, default=1e9, help='photons per pattern')
+    p.add_argument('--N', type=int, choices=PATCH_SIZES, default=64, help='pattern size')
+    p.add_argument('--probe', dest='probe_kind', default='focused', choices=from_sim[1])
+    p.add_argument('--scan', default='fermat', choices=from_sim[2])
+    p.add_argument('--object-size', type=_positive_int, default=None,
+                   help='object side in pixels (default: fits the scan)')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('-o', '--output', type=Path, required=True, help='NPZ file to write')
+    _common(p)
+
+    p = sub.add_parser('train', help='train a model (and reconstruct the test data)',
+                       description='Train on an NPZ file or Ptychodus files. Every config field '
+                                   'is a flag; --config YAML is the base, flags win. The '
+                                   'resolved config is saved as OUTPUT_DIR/config.yaml.')
+    p.add_argument('--config', type=Path, help='YAML file with TrainingConfig fields')
+    p.add_argument('--resume', action='store_true',
+                   help=f'continue from OUTPUT_DIR/{CHECKPOINT} (pytorch backend)')
+    add_config_flags(p, TrainingConfig)
+    _common(p)
+
+    p = sub.add_parser('infer', help='reconstruct a scan with a trained model', **kw,
+                       description='Reconstruct and stitch a scan with a trained model. The '
+                                   'backend is read from the model bundle.')
+    p.add_argument('--config', type=Path, help='YAML file with InferenceConfig fields')
+    p.add_argument('--flip-x', action='store_true', help='mirror scan x coordinates')
+    p.add_argument('--flip-y', action='store_true', help='mirror scan y coordinates')
+    p.add_argument('--transpose', action='store_true', help='swap scan x and y')
+    p.add_argument('--ground-truth', type=Path,
+                   help='NPZ with objectGuess to score against (default: the test data\'s '
+                        'objectGuess for NPZ input)')
+    add_config_flags(p, InferenceConfig, include_model=False)
+    _common(p)
+
+    p = sub.add_parser('evaluate', help='score a reconstruction against ground truth', **kw,
+                       description='Metrics after phase-offset removal and registration.')
+    p.add_argument('--reconstruction', type=Path, required=True,
+                   help='recon.npz (complex "object") or a Ptychodus product .h5')
+    p.add_argument('--ground-truth', type=Path, required=True, help='NPZ with objectGuess')
+    p.add_argument('-o', '--output-dir', type=Path,
+                   help='write metrics.json and comparison.png here')
+    _common(p)
+
+    p = sub.add_parser('demo', help='simulate, train, reconstruct and score', **kw,
+                       description='End to end on the built-in standard dataset (fewer '
+                                   'positions, so it runs in minutes on a laptop CPU).')
+    p.add_argument('-o', '--output-dir', type=Path, default=Path('demo_output'))
+    p.add_argument('--backend', choices=BACKENDS, default='pytorch')
+    p.add_argument('--positions', type=_positive_int, default=DEMO.n_positions,
+                   help='scan positions per split')
+    p.add_argument('--nepochs', type=_positive_int, default=DEMO.nepochs)
+    p.add_argument('--n-filters-scale', type=_positive_int, default=DEMO.n_filters_scale)
+    _common(p)
+    return parser
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sized so ``make demo`` finishes in a few minutes on 2 CPU cores."""
+
+    n_positions: int = 512
+    nepochs: int = 20
+    n_filters_scale: int = 1
+    batch_size: int = 16
+
+
+DEMO = DemoSettings()
+
+
+def _simulation_choices() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    try:
+        from ptycho import simulation
+        return simulation.OBJECT_KINDS, simulation.PROBE_KINDS, simulation.SCAN_KINDS
+    except (ImportError, AttributeError):  # pragma: no cover - simulation module missing
+        return ('lines', 'siemens'), ('focused',), ('fermat',)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(float(text)) if 'e' in text.lower() else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a positive integer, found {text!r}') from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'expected a positive integer, found {text!r}')
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a positive number, found {text!r}') from None
+    if not value > 0 or value == float('inf'):
+        raise argparse.ArgumentTypeError(f'expected a positive number, found {text!r}')
+    return value
+
+
+# --------------------------------------------------------------------------- logging
+
+def _setup_logging(verbose: bool, quiet: bool) -> None:
+    # The command prints what users need; library INFO chatter only with --verbose.
+    level = logging.DEBUG if verbose else logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(
+        '%(levelname)s %(name)s: %(message)s' if verbose else '%(message)s'))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    for name in ('ptycho', 'ptycho_torch'):
+        logging.getLogger(name).setLevel(level)
+    logging.captureWarnings(True)
+    if not verbose:
+        os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+
+def _progress(args: argparse.Namespace) -> str:
+    """'bar' on a terminal, 'lines' when piped, 'off' with --quiet."""
+    if args.quiet:
+        return 'off'
+    return 'bar' if sys.stdout.isatty() else 'lines'
+
+
+# --------------------------------------------------------------------------- backend glue
+
+def _backend_selector():
+    from ptycho.workflows import backend_selector
+    return backend_selector
+
+
+def _call(fn: Callable[..., Any], *args: Any, optional: Mapping[str, Any] | None = None,
+          **kwargs: Any) -> Any:
+    """Call ``fn``, passing each ``optional`` keyword only where ``fn`` accepts it."""
+    import inspect
+
+    extra = dict(optional or {})
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    passed = {k: v for k, v in extra.items() if takes_any or k in params}
+    for key in sorted(set(extra) - set(passed)):
+        logger.debug('%s does not take %r; not passed', getattr(fn, '__name__', fn), key)
+    return fn(*args, **kwargs, **passed)
+
+
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD
+                                 for p in params.values())
+
+
+class _InterruptGuard:
+    """Remember whether SIGINT arrived, even when a library turns it into SystemExit.
+
+    Lightning catches KeyboardInterrupt, shuts down, and calls ``sys.exit(1)``; the flag
+    lets the command tell that apart from a real exit and report it as an interruption.
+    """
+
+    def __init__(self) -> None:
+        self.fired = False
+        self._previous: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.fired = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> '_InterruptGuard':
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+# --------------------------------------------------------------------------- results
+
+def _reconstruction_from_results(results: Mapping[str, Any], raw: Any, N: int):
+    """Build a :class:`Reconstruction` from a workflow's ``results`` dict."""
+    import numpy as np
+
+    from ptycho.run_outputs import Reconstruction
+
+    if results.get('reconstruction') is None:
+        raise RuntimeError('the backend returned no stitched reconstruction')
+    obj = np.squeeze(np.asarray(results['reconstruction']))
+    coverage = results.get('coverage')
+    coverage = None if coverage is None else np.squeeze(np.asarray(coverage))
+    origin = results.get('origin_xy')
+    if origin is None:
+        origin = _canvas_origin(results, obj.shape, N)
+    return Reconstruction(obj=obj, coverage=coverage,
+                          origin_xy=None if origin is None else tuple(map(float, origin)),
+                          positions_xy=raw.positions_xy)
+
+
+def _canvas_origin(results: Mapping[str, Any], shape: tuple[int, ...], N: int
+                   ) -> tuple[float, float] | None:
+    """Recompute the stitching canvas' origin from the group centres (spec §7 geometry)."""
+    import numpy as np
+
+    from ptycho.physics import canvas_geometry
+
+    container = results.get('test_container')
+    offsets = getattr(container, 'global_offsets', None)
+    if offsets is None:
+        return None
+    positions = np.asarray(offsets, dtype=np.float64).reshape(-1, 2)
+    M = int(results.get('M') or N // 2)
+    canvas_shape, origin = canvas_geometry(positions, M)
+    if tuple(canvas_shape) != tuple(shape[:2]):
+        logger.debug('canvas %s != reconstruction %s; origin unknown', canvas_shape, shape)
+        return None
+    return float(origin[0]), float(origin[1])
+
+
+def _history(results: Mapping[str, Any]) -> dict[str, list[float]]:
+    history = results.get('history') or {}
+    return {k: [float(v) for v in history.get(k, []) or []] for k in ('train_loss', 'val_loss')}
+
+
+def _truth_of(data: Any) -> Any:
+    """Ground truth from NPZ input only: a Ptychodus product's object is a starting guess."""
+    if data is None or data.ptychodus is not None:
+        return None
+    return data.raw.objectGuess
+
+
+def _load_truth(path: Path):
+    import numpy as np
+
+    if not path.exists():
+        raise FileNotFoundError(f'{path}: ground-truth file not found')
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if 'objectGuess' not in data.files:
+                raise ValueError(f'{path}: key "objectGuess": expected the complex ground-truth '
+                                 f'object, found no such key (keys: {sorted(data.files)})')
+            truth = np.squeeze(np.asarray(data['objectGuess']))
+    except (OSError, EOFError) as exc:
+        raise ValueError(f'{path}: not a readable NPZ file ({exc})') from exc
+    if truth.ndim != 2:
+        raise ValueError(f'{path}: key "objectGuess": expected a 2-D array, found {truth.shape}')
+    return truth
+
+
+def _print_report(report: Any, heading: str) -> None:
+    from ptycho.run_outputs import format_metrics
+
+    _say(heading)
+    width = max((len(k) for k in report.files), default=0)
+    for label, path in report.files.items():
+        _say(f'  {label:<{width}}  {path}')
+    for note in report.notes:
+        _say(f'  note: {note}')
+    if report.metrics:
+        _say('Metrics (phase offset removed, registered to ground truth):')
+        for line in format_metrics(report.metrics).splitlines():
+            _say(f'  {line}')
+
+
+# --------------------------------------------------------------------------- commands
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from ptycho.simulation import simulate_dataset, write_preview_png
+
+    output: Path = args.output
+    if output.suffix.lower() != '.npz':
+        raise UsageError(f'{output}: the output of simulate is an NPZ file; name it *.npz')
+    raw = simulate_dataset(object_kind=args.object_kind, N=args.N, n_positions=args.positions,
+                           nphotons=args.nphotons, probe_kind=args.probe_kind, scan=args.scan,
+                           object_size=args.object_size, seed=args.seed)
+    raw.to_file(output)
+    preview = write_preview_png(raw, output.with_suffix('.png'),
+                                title=f'{args.object_kind}, {args.positions} positions')
+    _say(f'Wrote {len(raw)} simulated patterns ({raw.N}x{raw.N}, '
+         f'object {raw.objectGuess.shape[1]}x{raw.objectGuess.shape[0]}) to {output}')
+    _say(f'Preview: {preview}')
+    return EXIT_OK
+
+
+def _yaml_mapping(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise FileNotFoundError(f'{path}: cannot read config file ({exc.strerror})') from exc
+    except yaml.YAMLError as exc:
+        raise ValueError(f'{path}: not valid YAML ({exc})') from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _resolve(cls: type, args: argparse.Namespace) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """(config, flag overrides, raw YAML mapping)."""
+    overrides = given_overrides(args, cls)
+    if args.config is not None and not args.config.exists():
+        raise FileNotFoundError(f'{args.config}: config file not found')
+    config = resolve_config(cls, args.config, overrides)
+    return config, overrides, _yaml_mapping(args.config)
+
+
+def _explicit(key: str, overrides: Mapping[str, Any], yaml_data: Mapping[str, Any],
+              model: bool = False) -> bool:
+    if model:
+        return key in (overrides.get('model') or {}) or key in (yaml_data.get('model') or {})
+    return key in overrides or key in yaml_data
+
+
+def _match_patch_size(config: Any, N_data: int, source: Any, explicit: bool) -> None:
+    if config.model.N == N_data:
+        return
+    if explicit:
+        raise ValueError(f'{source}: patterns are {N_data}x{N_data} but N={config.model.N} was '
+                         f'asked for; use --N {N_data} or resample the data')
+    if N_data not in PATCH_SIZES:
+        raise ValueError(f'{source}: patterns are {N_data}x{N_data}; PtychoPINN needs one of '
+                         f'{list(PATCH_SIZES)}')
+    logger.info('Patch size N=%d taken from the data', N_data)
+    config.model.N = N_data
+
+
+def _resume_command(argv: Sequence[str]) -> str:
+    words = [PROG, *argv]
+    if '--resume' not in words:
+        words.append('--resume')
+    return ' '.join(shlex.quote(w) for w in words)
+
+
+def run_training(config: TrainingConfig, train: Any, test: Any | None, *, resume: bool,
+                 progress: str) -> tuple[Any, Any, dict[str, Any]]:
+    """Train through the dispatcher; stitch the test data when there is some."""
+    selector = _backend_selector()
+    fn = selector.run_cdi_example_with_backend
+    if resume and not _accepts(fn, 'resume'):
+        raise UsageError('--resume is not supported by this installation\'s training entry')
+    optional: dict[str, Any] = {'progress': progress}
+    if resume:
+        optional['resume'] = True
+    return _call(fn, train.raw, None if test is None else test.raw, config,
+                 do_stitching=test is not None, optional=optional)
+
+
+def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from ptycho.data_files import load_data
+    from ptycho.run_outputs import OutputReport, write_loss_outputs, write_reconstruction_outputs
+
+    config, overrides, yaml_data = _resolve(TrainingConfig, args)
+    if config.train_data_file is None:
+        raise UsageError('train: no training data; give --train-data FILE (NPZ, or Ptychodus '
+                         'diffraction.h5 + product.h5)')
+    output_dir = Path(config.output_dir)
+    checkpoint = output_dir / CHECKPOINT
+    if args.resume:
+        if config.backend != 'pytorch':
+            raise UsageError(f'--resume needs the pytorch backend (it continues from '
+                             f'{checkpoint}); this run uses backend={config.backend}')
+        if not checkpoint.exists():
+            raise FileNotFoundError(f'{checkpoint}: no checkpoint to resume from (train '
+                                    f'without --resume first)')
+    train = load_data(config.train_data_file)
+    test = load_data(config.test_data_file) if config.test_data_file is not None else None
+    _match_patch_size(config, train.raw.N, train.path, _explicit('N', overrides, yaml_data, True))
+    if test is not None and test.raw.N != config.model.N:
+        raise ValueError(f'{test.path}: patterns are {test.raw.N}x{test.raw.N} but the training '
+                         f'data are {config.model.N}x{config.model.N}')
+    config.validate()
+    config_path = save_yaml(config, output_dir / 'config.yaml')
+    _say(f'Training on {len(train.raw)} patterns ({config.backend} backend, '
+         f'{config.nepochs} epochs); config saved to {config_path}')
+
+    start = time.perf_counter()
+    guard = _InterruptGuard()
+    try:
+        with guard:
+            amplitude, phase, results = run_training(config, train, test, resume=args.resume,
+                                                     progress=_progress(args))
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if isinstance(exc, SystemExit) and not guard.fired:
+            raise
+        raise TrainingInterrupted(_interrupt_message(checkpoint, argv)) from None
+    elapsed = time.perf_counter() - start
+
+    report = OutputReport()
+    history = _history(results)
+    bundle = output_dir / 'wts.h5.zip'
+    if bundle.exists():
+        report.files['model bundle'] = bundle
+    if checkpoint.exists():
+        report.files['checkpoint'] = checkpoint
+    report.files['config'] = config_path
+    write_loss_outputs(output_dir, history, report)
+    if test is not None and results.get('reconstruction') is not None:
+        recon = _reconstruction_from_results(results, test.raw, config.model.N)
+        write_reconstruction_outputs(output_dir, recon, truth=_truth_of(test),
+                                     ptychodus_source=test.ptychodus, probe=test.raw.probeGuess,
+                                     nphotons=config.nphotons,
+                                     losses=history['train_loss'], report=report)
+    last = history['train_loss'][-1] if history['train_loss'] else float('nan')
+    _print_report(report, f'Training finished in {elapsed:.1f} s (final train loss {last:.4g}). '
+                          f'Outputs:')
+    return EXIT_OK
+
+
+def _interrupt_message(checkpoint: Path, argv: Sequence[str]) -> str:
+    if checkpoint.exists():
+        return (f'training interrupted; the last completed epoch is saved in {checkpoint}. '
+                f'Resume with: {_resume_command(argv)}')
+    return 'training interrupted before the first epoch finished; no checkpoint was written'
+
+
+def run_inference(model_dir: Path, test: Any, config: InferenceConfig, *, flip_x: bool,
+                  flip_y: bool, transpose: bool, progress: str) -> tuple[Any, Any, dict[str, Any]]:
+    """Load the bundle with its backend and reconstruct + stitch ``test``."""
+    selector = _backend_selector()
+    optional = {'progress': progress}
+    infer = getattr(selector, 'run_inference_with_backend', None)
+    if infer is not None:
+        return _call(infer, model_dir, test.raw, config, flip_x=flip_x, flip_y=flip_y,
+                     transpose=transpose, optional=optional)
+    models, loaded = _call(selector.load_inference_bundle_with_backend, model_dir, config)
+    reassemble = selector.reassemble_with_backend
+    return _call(reassemble, test.raw, loaded, models=models, flip_x=flip_x, flip_y=flip_y,
+                 transpose=transpose, optional=optional)
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from ptycho.bundle import bundle_path, peek_backend
+    from ptycho.data_files import load_data
+    from ptycho.run_outputs import OutputReport, write_reconstruction_outputs
+
+    config, overrides, yaml_data = _resolve(InferenceConfig, args)
+    if config.model_path is None:
+        raise UsageError('infer: no model; give --model DIR (the output directory of train, '
+                         'holding wts.h5.zip)')
+    if config.test_data_file is None:
+        raise UsageError('infer: no data; give --test-data FILE (NPZ, or Ptychodus '
+                         'diffraction.h5 + product.h5)')
+    model_dir = Path(config.model_path)
+    if not model_dir.exists():
+        raise FileNotFoundError(f'{model_dir}: model directory not found')
+    bundle_backend = peek_backend(model_dir)
+    if _explicit('backend', overrides, yaml_data) and config.backend != bundle_backend:
+        raise ValueError(f'{bundle_path(model_dir)}: the model was trained with the '
+                         f'{bundle_backend} backend but --backend {config.backend} was asked '
+                         f'for; drop --backend or use --backend {bundle_backend}')
+    config.backend = bundle_backend
+    test = load_data(config.test_data_file)
+    truth = _load_truth(args.ground_truth) if args.ground_truth else _truth_of(test)
+    output_dir = Path(config.output_dir)
+    _say(f'Reconstructing {len(test.raw)} patterns with the {bundle_backend} model in '
+         f'{model_dir}')
+    start = time.perf_counter()
+    _amp, _phase, results = run_inference(model_dir, test, config, flip_x=args.flip_x,
+                                          flip_y=args.flip_y, transpose=args.transpose,
+                                          progress=_progress(args))
+    elapsed = time.perf_counter() - start
+    N = int(getattr(getattr(results.get('config'), 'model', None), 'N', 0) or test.raw.N)
+    recon = _reconstruction_from_results(results, test.raw, N)
+    report = write_reconstruction_outputs(output_dir, recon, truth=truth,
+                                          ptychodus_source=test.ptychodus,
+                                          probe=test.raw.probeGuess, report=OutputReport())
+    rate = len(test.raw) / elapsed if elapsed > 0 else float('inf')
+    _print_report(report, f'Reconstructed in {elapsed:.1f} s ({rate:.0f} patterns/s). Outputs:')
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ptycho import figures
+    from ptycho.run_outputs import (
+        COMPARISON_PNG, METRICS_NAME, compare_to_truth, format_metrics, load_reconstruction,
+        write_json,
+    )
+
+    recon = load_reconstruction(args.reconstruction)
+    truth = _load_truth(args.ground_truth)
+    comparison = compare_to_truth(recon, truth)
+    _say(f'{args.reconstruction} vs {args.ground_truth} '
+         f'({int(comparison.mask.sum())} pixels compared):')
+    _say(format_metrics(comparison.metrics))
+    if args.output_dir is not None:
+        metrics_path = write_json(args.output_dir / METRICS_NAME, comparison.metrics)
+        figure = figures.comparison_png(comparison.reconstruction, comparison.truth,
+                                        args.output_dir / COMPARISON_PNG, mask=comparison.mask,
+                                        metrics=comparison.metrics)
+        _say(f'Metrics: {metrics_path}')
+        _say(f'Comparison figure: {figure}')
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ptycho.data_files import InputData
+    from ptycho.run_outputs import OutputReport, write_loss_outputs, write_reconstruction_outputs
+    from ptycho.simulation import standard_dataset, write_preview_png
+
+    out: Path = args.output_dir
+    start = time.perf_counter()
+    _say(f'[1/4] Simulating the standard dataset ({args.positions} positions per split)')
+    splits = {}
+    for split in ('train', 'test'):
+        raw = standard_dataset(split, n_positions=args.positions)
+        path = raw.to_file(out / 'data' / f'{split}.npz')
+        write_preview_png(raw, path.with_suffix('.png'), title=f'standard {split} split')
+        splits[split] = InputData(raw=raw, path=path)
+    config = TrainingConfig(
+        train_data_file=splits['train'].path, test_data_file=splits['test'].path,
+        output_dir=out / 'model', backend=args.backend, nepochs=args.nepochs,
+        batch_size=DEMO.batch_size, nphotons=1e9)
+    config.model.N = splits['train'].raw.N
+    config.model.n_filters_scale = args.n_filters_scale
+    config.validate()
+    save_yaml(config, config.output_dir / 'config.yaml')
+
+    _say(f'[2/4] Training ({args.backend} backend, {args.nepochs} epochs)')
+    t0 = time.perf_counter()
+    _amp, _phase, results = run_training(config, splits['train'], None, resume=False,
+                                         progress=_progress(args))
+    train_s = time.perf_counter() - t0
+    report = OutputReport()
+    history = _history(results)
+    write_loss_outputs(out, history, report)
+
+    _say('[3/4] Reconstructing the test split with the saved model')
+    t0 = time.perf_counter()
+    infer_config = InferenceConfig(model=config.model, model_path=config.output_dir,
+                                   test_data_file=splits['test'].path, output_dir=out,
+                                   backend=args.backend)
+    _a, _p, inferred = run_inference(config.output_dir, splits['test'], infer_config,
+                                     flip_x=False, flip_y=False, transpose=False,
+                                     progress=_progress(args))
+    infer_s = time.perf_counter() - t0
+
+    _say('[4/4] Scoring against the ground truth')
+    recon = _reconstruction_from_results(inferred, splits['test'].raw, config.model.N)
+    write_reconstruction_outputs(out, recon, truth=splits['test'].raw.objectGuess,
+                                 probe=splits['test'].raw.probeGuess, nphotons=config.nphotons,
+                                 losses=history['train_loss'], report=report)
+    if report.metrics is not None:
+        from ptycho.run_outputs import write_json
+
+        report.metrics.update(train_seconds=round(train_s, 2), infer_seconds=round(infer_s, 2),
+                              backend=args.backend, n_positions=args.positions,
+                              nepochs=args.nepochs)
+        write_json(out / 'metrics.json', report.metrics)
+    report.files['model bundle'] = config.output_dir / 'wts.h5.zip'
+    _print_report(report, f'Demo finished in {time.perf_counter() - start:.0f} s '
+                          f'(training {train_s:.0f} s, reconstruction {infer_s:.1f} s). '
+                          f'Outputs:')
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- main
+
+_USER_ERRORS: tuple[type[BaseException], ...] = (UsageError, ValueError, FileNotFoundError,
+                                                 IsADirectoryError, PermissionError)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)) and \
+            getattr(exc, 'filename', None) and str(exc.filename) not in text:
+        text = f'{exc.filename}: {text}'
+    return ' '.join(text.split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ptychopinn`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = '-v' in argv or '--verbose' in argv
+    try:
+        args = build_parser().parse_args(argv)
+        _setup_logging(args.verbose, args.quiet)
+        if args.command == 'simulate':
+            return cmd_simulate(args)
+        if args.command == 'train':
+            return cmd_train(args, argv)
+        if args.command == 'infer':
+            return cmd_infer(args)
+        if args.command == 'evaluate':
+            return cmd_evaluate(args)
+        if args.command == 'demo':
+            return cmd_demo(args)
+        raise UsageError(f'unknown command {args.command!r}')  # pragma: no cover
+    except TrainingInterrupted as exc:
+        print(f'{PROG}: {exc}', file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print(f'{PROG}: interrupted', file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    except _USER_ERRORS as exc:
+        if verbose:
+            logger.exception('details')
+        print(f'{PROG}: error: {_one_line(exc)}', file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    except ImportError as exc:
+        if verbose:
+            logger.exception('details')
+        print(f'{PROG}: error: a required package is missing ({_one_line(exc)})',
+              file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - last resort: one line unless --verbose
+        if verbose:
+            logger.exception('internal error')
+        else:
+            print(f'{PROG}: internal error: {type(exc).__name__}: {_one_line(exc)} '
+                  f'(rerun with --verbose for the traceback)', file=sys.stderr, flush=True)
+        return EXIT_INTERNAL
+
+
+if __name__ == '__main__':
+    sys.exit(main())

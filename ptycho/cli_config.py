@@ -1,0 +1,197 @@
+"""Command-line flags generated from the config dataclasses, and config resolution.
+
+Every field of :class:`ModelConfig` and of the run config (training or inference) becomes a
+flag, so the command line can never fall behind the dataclasses. Flags default to
+"not given" (``argparse.SUPPRESS``): a YAML file is the base and only the flags a user
+actually typed are laid on top. Values are checked by the dataclasses themselves, so the
+rules live in one place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import types
+import typing
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence, TypeVar
+
+from ptycho.config.config import (
+    AMP_ACTIVATIONS,
+    BACKENDS,
+    LOGGERS,
+    MODEL_TYPES,
+    PATCH_SIZES,
+    InferenceConfig,
+    ModelConfig,
+    TrainingConfig,
+    from_dict,
+    load_yaml,
+    to_dict,
+)
+
+logger = logging.getLogger(__name__)
+
+_C = TypeVar('_C', TrainingConfig, InferenceConfig)
+
+TRUE_WORDS = ('true', 'yes', 'y', 'on', '1')
+FALSE_WORDS = ('false', 'no', 'n', 'off', '0')
+NONE_WORDS = ('none', 'null', '')
+
+# Closed vocabularies, shown in --help and checked by argparse before any work starts.
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    'N': PATCH_SIZES,
+    'model_type': MODEL_TYPES,
+    'amp_activation': AMP_ACTIVATIONS,
+    'backend': BACKENDS,
+    'logger': LOGGERS,
+}
+
+# Friendlier spellings for the fields people type most.
+_ALIASES: dict[str, tuple[str, ...]] = {
+    'train_data_file': ('--train-data',),
+    'test_data_file': ('--test-data',),
+    'output_dir': ('--output-dir', '-o'),
+    'model_path': ('--model',),
+}
+
+# Prefix on the argparse ``dest`` of model fields, so run and model fields never collide.
+_MODEL_PREFIX = 'model.'
+
+
+def parse_bool(text: str | bool) -> bool:
+    """``true/false/yes/no/on/off/1/0`` (any case) -> bool; anything else is an error."""
+    if isinstance(text, bool):
+        return text
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(
+        f'expected a boolean ({"/".join(TRUE_WORDS[:3])} or {"/".join(FALSE_WORDS[:3])}), '
+        f'found {text!r}')
+
+
+def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse_optional(text: str) -> Any:
+        return None if text.strip().lower() in NONE_WORDS else parse(text)
+    parse_optional.__name__ = getattr(parse, '__name__', 'value')
+    return parse_optional
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected an integer, found {text!r}') from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a number, found {text!r}') from None
+
+
+_PARSERS: dict[type, Callable[[str], Any]] = {int: _int, float: _float, str: str, Path: Path}
+
+
+def _field_parser(hint: Any) -> tuple[Callable[[str], Any], bool, str]:
+    """(parse function, is_bool, metavar) for a resolved type hint."""
+    args = typing.get_args(hint)
+    optional = isinstance(hint, types.UnionType) and type(None) in args
+    base = next(a for a in args if a is not type(None)) if optional else hint
+    if base is bool:
+        return parse_bool, True, 'BOOL'
+    parse = _PARSERS.get(base)
+    if parse is None:
+        raise TypeError(f'no command-line parser for config field type {hint!r}')
+    metavar = {int: 'INT', float: 'FLOAT', str: 'TEXT', Path: 'PATH'}[base]
+    if optional:
+        return _optional(parse), False, f'{metavar}|none'
+    return parse, False, metavar
+
+
+def _flag_names(name: str) -> list[str]:
+    """Friendly alias first (usage shows it), then ``--field_name`` and ``--field-name``."""
+    names = list(_ALIASES.get(name, ()))
+    for spelling in (f'--{name}', f'--{name.replace("_", "-")}'):
+        if spelling not in names:
+            names.append(spelling)
+    return names
+
+
+def _add_fields(group: argparse._ArgumentGroup, cls: type, dest_prefix: str,
+                skip: Sequence[str]) -> None:
+    hints = typing.get_type_hints(cls)
+    defaults = cls() if cls is ModelConfig else None
+    for f in dataclasses.fields(cls):
+        if f.name == 'model' or f.name in skip:
+            continue
+        parse, is_bool, metavar = _field_parser(hints[f.name])
+        default = getattr(defaults, f.name) if defaults is not None else _default_of(f)
+        help_text = f'(default: {default})'
+        kwargs: dict[str, Any] = dict(dest=dest_prefix + f.name, default=argparse.SUPPRESS,
+                                      help=help_text)
+        if is_bool:
+            # "--flag" alone means true; "--flag false" and friends say it explicitly.
+            kwargs.update(type=parse, nargs='?', const=True, metavar=metavar)
+        elif f.name in _CHOICES:
+            kwargs.update(type=parse, choices=_CHOICES[f.name],
+                          metavar='{' + ','.join(map(str, _CHOICES[f.name])) + '}')
+        else:
+            kwargs.update(type=parse, metavar=metavar)
+        group.add_argument(*_flag_names(f.name), **kwargs)
+
+
+def _default_of(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return None
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type[_C],
+                     skip: Sequence[str] = (), include_model: bool = True) -> None:
+    """Add one flag per field of ``cls`` (and of :class:`ModelConfig` unless excluded)."""
+    _add_fields(parser.add_argument_group(f'{cls.__name__} fields'), cls, '', skip)
+    if include_model:
+        _add_fields(parser.add_argument_group('ModelConfig fields'), ModelConfig,
+                    _MODEL_PREFIX, ())
+
+
+def given_overrides(namespace: argparse.Namespace, cls: type[_C]) -> dict[str, Any]:
+    """The config values the user typed, nested like :func:`to_dict` output."""
+    run_fields = {f.name for f in dataclasses.fields(cls)} - {'model'}
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    out: dict[str, Any] = {}
+    model: dict[str, Any] = {}
+    for dest, value in vars(namespace).items():
+        if dest.startswith(_MODEL_PREFIX) and dest[len(_MODEL_PREFIX):] in model_fields:
+            model[dest[len(_MODEL_PREFIX):]] = value
+        elif dest in run_fields:
+            out[dest] = value
+    if model:
+        out['model'] = model
+    return out
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` on top; the nested model mapping is merged key by key."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if key == 'model' and isinstance(merged.get('model'), Mapping):
+            merged['model'] = {**merged['model'], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def resolve_config(cls: type[_C], yaml_path: Path | None, overrides: Mapping[str, Any],
+                   ) -> _C:
+    """Defaults, then the YAML file, then the flags; validated by the dataclass."""
+    base = to_dict(load_yaml(cls, yaml_path)) if yaml_path is not None else to_dict(cls())
+    return from_dict(cls, merge(base, overrides), source='command line')

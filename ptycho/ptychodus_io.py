@@ -1,0 +1,297 @@
+"""Ptychodus' own files: read a ``diffraction.h5`` + ``product.h5`` pair, write a product.
+
+Reading and writing go through Ptychodus' own functions (``ptychodus.api.io``), so what we
+read is what the Ptychodus GUI would load and what we write opens in it. Ptychodus is an
+optional dependency: without it these functions raise :class:`PtychodusMissingError`
+(a ``ValueError``) with the install command.
+
+Geometry. Ptychodus places scan positions in metres; the object array's pixel
+``(W - 1) / 2`` sits at its centre. A stitched reconstruction is a canvas whose pixel
+(0, 0) is the object coordinate ``origin_xy`` (object pixels of the *reference frame*).
+For Ptychodus input the reference frame is the input product's object; for NPZ input
+(no physical units) it is the NPZ's pixel grid with ``x_m = pixel_size * x_px`` and a
+placeholder pixel size, recorded in the product's comments.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+logger = logging.getLogger(__name__)
+
+DIFFRACTION_NAME = 'diffraction.h5'
+PRODUCT_NAME = 'product.h5'
+H5_SUFFIXES = ('.h5', '.hdf5')
+
+# Placeholder physics for products made from NPZ input, which records no geometry:
+# 10 keV photons, 1 m to a 75 um-pixel detector. Only the GUI's axis labels depend on it.
+PLACEHOLDER_ENERGY_EV = 10_000.0
+PLACEHOLDER_DETECTOR_DISTANCE_M = 1.0
+PLACEHOLDER_DETECTOR_PIXEL_M = 75e-6
+_HC_EV_M = 1.239841984e-6
+
+
+class PtychodusMissingError(ValueError):
+    """Ptychodus files were given but the ``ptychodus`` package is not installed."""
+
+
+@dataclass
+class Frame:
+    """Where object pixels live in metres: the reference frame of a scan."""
+
+    pixel_size_m: float
+    center_x_m: float = 0.0
+    center_y_m: float = 0.0
+    width_px: int = 1
+    height_px: int = 1
+
+    def canvas_center_m(self, origin_xy: Sequence[float], shape: tuple[int, int]
+                        ) -> tuple[float, float]:
+        """Centre (metres) of a canvas of ``shape`` whose pixel (0, 0) is ``origin_xy``."""
+        height, width = shape
+        cx = self.center_x_m + self.pixel_size_m * (
+            origin_xy[0] + (width - 1) / 2 - (self.width_px - 1) / 2)
+        cy = self.center_y_m + self.pixel_size_m * (
+            origin_xy[1] + (height - 1) / 2 - (self.height_px - 1) / 2)
+        return cx, cy
+
+    def canvas_origin_px(self, center_xy_m: Sequence[float], shape: tuple[int, int]
+                         ) -> tuple[float, float]:
+        """Inverse of :meth:`canvas_center_m`."""
+        height, width = shape
+        ox = (center_xy_m[0] - self.center_x_m) / self.pixel_size_m \
+            - (width - 1) / 2 + (self.width_px - 1) / 2
+        oy = (center_xy_m[1] - self.center_y_m) / self.pixel_size_m \
+            - (height - 1) / 2 + (self.height_px - 1) / 2
+        return ox, oy
+
+
+def placeholder_frame(N: int) -> Frame:
+    """The frame used for NPZ input: object pixels scaled by the far-field pixel size."""
+    wavelength = _HC_EV_M / PLACEHOLDER_ENERGY_EV
+    pixel = wavelength * PLACEHOLDER_DETECTOR_DISTANCE_M / (N * PLACEHOLDER_DETECTOR_PIXEL_M)
+    return Frame(pixel_size_m=pixel)
+
+
+@dataclass
+class PtychodusScan:
+    """A scan read from Ptychodus files: the contract data plus the product it came from."""
+
+    raw: Any  # ptycho.raw_data.RawData
+    product: Any  # ptychodus.api.product.Product
+    diffraction_path: Path
+    product_path: Path
+
+    @property
+    def frame(self) -> Frame:
+        geometry = self.product.object_.get_geometry()
+        return Frame(pixel_size_m=float(geometry.pixel_width_m),
+                     center_x_m=float(geometry.center_x_m), center_y_m=float(geometry.center_y_m),
+                     width_px=int(geometry.width_px), height_px=int(geometry.height_px))
+
+
+def require_ptychodus(what: str) -> None:
+    """Fail with one clear line when Ptychodus is needed but absent."""
+    try:
+        import ptychodus.api.io  # noqa: F401
+    except ImportError as exc:
+        raise PtychodusMissingError(
+            f'{what} needs the ptychodus package, which is not installed ({exc}); '
+            f"install it with: pip install 'ptychopinn[ptychodus]'") from exc
+
+
+def is_ptychodus_input(path: str | os.PathLike[str]) -> bool:
+    """A directory, an HDF5 file, or a ``diffraction.h5,product.h5`` pair."""
+    text = os.fspath(path)
+    if ',' in text:
+        return True
+    p = Path(text)
+    return p.is_dir() or p.suffix.lower() in H5_SUFFIXES
+
+
+def find_pair(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Resolve a directory, either file of the pair, or ``DIFF,PRODUCT`` to both paths."""
+    text = os.fspath(path)
+    if ',' in text:
+        first, _, second = text.partition(',')
+        diffraction, product = Path(first.strip()), Path(second.strip())
+    else:
+        p = Path(text)
+        if p.is_dir():
+            diffraction, product = p / DIFFRACTION_NAME, p / PRODUCT_NAME
+        elif p.name == PRODUCT_NAME:
+            diffraction, product = p.with_name(DIFFRACTION_NAME), p
+        else:
+            diffraction, product = p, p.with_name(PRODUCT_NAME)
+    for role, file in (('diffraction', diffraction), ('product', product)):
+        if not file.is_file():
+            raise FileNotFoundError(
+                f'{file}: Ptychodus {role} file not found (Ptychodus input is a directory '
+                f'holding {DIFFRACTION_NAME} and {PRODUCT_NAME}, one of those files with the '
+                f'other beside it, or "DIFFRACTION.h5,PRODUCT.h5")')
+    return diffraction, product
+
+
+def read_pair(path: str | os.PathLike[str]) -> PtychodusScan:
+    """Read a Ptychodus diffraction/product pair into the NPZ contract's ``RawData``.
+
+    Patterns are matched to positions by scan index; bad pixels are inpainted the way
+    Ptychodus does before it exports PtychoPINN training data; detector counts are
+    converted to amplitudes by ``RawData.from_coords_without_pc``.
+    """
+    require_ptychodus('Reading Ptychodus files')
+    from ptychodus.api.io import load_diffraction_data, load_product
+    from ptychodus.api.preprocess.diffraction import inpaint_bad_pixels
+
+    from ptycho.raw_data import RawData
+
+    diffraction_path, product_path = find_pair(path)
+    try:
+        data = load_diffraction_data(diffraction_path)
+    except (KeyError, OSError, ValueError) as exc:
+        raise ValueError(f'{diffraction_path}: not a Ptychodus diffraction file ({exc})') from exc
+    try:
+        product = load_product(product_path)
+    except (KeyError, OSError, ValueError) as exc:
+        raise ValueError(f'{product_path}: not a Ptychodus product file ({exc})') from exc
+
+    indexes = np.asarray(data.get_indexes())
+    patterns = np.asarray(data.get_patterns())
+    row_of = {int(index): row for row, index in enumerate(indexes)}
+    positions = product.probe_positions
+    wanted = np.asarray(positions.get_indexes())
+    missing = [int(i) for i in wanted if int(i) not in row_of]
+    if missing:
+        raise ValueError(f'{diffraction_path}: key "indexes": no pattern for scan indexes '
+                         f'{missing[:5]} listed in {product_path} ({len(missing)} missing)')
+    rows = np.array([row_of[int(i)] for i in wanted], dtype=np.intp)
+    if len(rows) < len(indexes):
+        logger.info('%s: using %d of %d patterns (those with a position in %s)',
+                    diffraction_path, len(rows), len(indexes), product_path.name)
+    bad_pixels = np.asarray(data.get_bad_pixels(), dtype=bool)
+    counts = patterns[rows]
+    if bad_pixels.any():
+        logger.info('%s: inpainting %d bad pixels', diffraction_path, int(bad_pixels.sum()))
+        counts = inpaint_bad_pixels(counts, bad_pixels)
+
+    geometry = product.object_.get_geometry()
+    raw = RawData.from_coords_without_pc(
+        xcoords=np.asarray(geometry.map_probe_positions_to_object_x_px(positions), np.float64),
+        ycoords=np.asarray(geometry.map_probe_positions_to_object_y_px(positions), np.float64),
+        diff3d=counts,
+        probeGuess=product.probes.get_probe_no_opr().get_array(),
+        scan_index=np.zeros(len(rows), dtype=np.int64),
+        objectGuess=product.object_.get_layer(0),
+    )
+    return PtychodusScan(raw=raw, product=product, diffraction_path=diffraction_path,
+                         product_path=product_path)
+
+
+def _atomic_save_product(path: Path, product: Any) -> Path:
+    from ptychodus.api.io import save_product
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix='.h5.tmp')
+    os.close(fd)
+    try:
+        save_product(Path(tmp), product)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_product(path: str | os.PathLike[str], obj: ArrayLike, origin_xy: Sequence[float], *,
+                  positions_xy: ArrayLike, probe: ArrayLike, losses: Sequence[float] = (),
+                  source: PtychodusScan | None = None, name: str = 'PtychoPINN',
+                  nphotons: float = 0.0) -> Path:
+    """Write a reconstruction as a Ptychodus product HDF5, atomically.
+
+    With ``source`` (the input was Ptychodus files) its metadata, positions and probe are
+    kept and only the object changes; otherwise a product is built from the contract
+    data with placeholder geometry (see the module docstring).
+    """
+    require_ptychodus('Writing a Ptychodus product file')
+    from ptychodus.api.geometry import PixelGeometry
+    from ptychodus.api.object import Object, ObjectCenter
+    from ptychodus.api.probe import ProbeSequence
+    from ptychodus.api.probe_positions import ProbePosition, ProbePositionSequence
+    from ptychodus.api.product import LossValue, Product, ProductMetadata
+
+    array = np.asarray(obj)
+    if array.ndim != 2 or not np.iscomplexobj(array):
+        raise ValueError(f'write_product: expected a complex 2-D object, found '
+                         f'{array.dtype} {array.shape}')
+    loss_values = [LossValue(epoch, float(value)) for epoch, value in enumerate(losses)
+                   if np.isfinite(value)]
+    if source is not None:
+        frame = source.frame
+        metadata = source.product.metadata
+        probe_positions = source.product.probe_positions
+        probes = source.product.probes
+        layer_spacing = []
+    else:
+        probe_arr = np.asarray(probe)
+        frame = placeholder_frame(int(probe_arr.shape[-1]))
+        xy = np.asarray(positions_xy, dtype=np.float64).reshape(-1, 2)
+        probe_positions = ProbePositionSequence([
+            ProbePosition(index, frame.pixel_size_m * x, frame.pixel_size_m * y)
+            for index, (x, y) in enumerate(xy)])
+        metadata = ProductMetadata(
+            name=name,
+            comments=('PtychoPINN reconstruction from NPZ input; the geometry (pixel size, '
+                      'energy, detector distance) is a placeholder: NPZ files record none'),
+            detector_distance_m=PLACEHOLDER_DETECTOR_DISTANCE_M,
+            photon_energy_eV=PLACEHOLDER_ENERGY_EV,
+            probe_photon_count=float(nphotons),
+            exposure_time_s=0.0,
+            mass_attenuation_m2_per_kg=0.0,
+            tomography_angle_deg=0.0,
+        )
+        pixel = PixelGeometry(width_m=frame.pixel_size_m, height_m=frame.pixel_size_m)
+        probes = ProbeSequence(array=probe_arr.astype(np.complex64), opr_weights=None,
+                               pixel_geometry=pixel)
+    center = frame.canvas_center_m(origin_xy, array.shape)
+    object_ = Object(array=array.astype(np.complex64),
+                     pixel_geometry=PixelGeometry(width_m=frame.pixel_size_m,
+                                                  height_m=frame.pixel_size_m),
+                     center=ObjectCenter(x_m=center[0], y_m=center[1]),
+                     layer_spacing_m=layer_spacing if source is not None else [])
+    product = Product(metadata=metadata, probe_positions=probe_positions, probes=probes,
+                      object_=object_, losses=loss_values)
+    return _atomic_save_product(Path(path), product)
+
+
+@dataclass
+class ProductObject:
+    """The object of a product file, with its canvas origin in the NPZ pixel frame."""
+
+    obj: NDArray[np.complexfloating]
+    origin_xy: tuple[float, float]
+    pixel_size_m: float
+
+
+def read_product_object(path: str | os.PathLike[str]) -> ProductObject:
+    """Read the object (layer 0) of a Ptychodus product file with Ptychodus' reader."""
+    require_ptychodus('Reading a Ptychodus product file')
+    from ptychodus.api.io import load_product
+
+    path = Path(path)
+    try:
+        product = load_product(path)
+    except (KeyError, OSError, ValueError) as exc:
+        raise ValueError(f'{path}: not a Ptychodus product file ({exc})') from exc
+    geometry = product.object_.get_geometry()
+    obj = np.asarray(product.object_.get_layer(0))
+    frame = Frame(pixel_size_m=float(geometry.pixel_width_m))
+    origin = frame.canvas_origin_px((geometry.center_x_m, geometry.center_y_m), obj.shape)
+    return ProductObject(obj=obj, origin_xy=origin, pixel_size_m=frame.pixel_size_m)

@@ -1,0 +1,270 @@
+"""Files a run leaves behind: ``recon.npz``, ``metrics.json``, figures, ``product-out.h5``.
+
+A :class:`Reconstruction` is the stitched complex object plus what is needed to put it back
+on the ground truth: the coverage map and ``origin_xy``, the object-pixel coordinate of
+canvas pixel (0, 0). Every file is written atomically (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+logger = logging.getLogger(__name__)
+
+RECON_NAME = 'recon.npz'
+METRICS_NAME = 'metrics.json'
+PRODUCT_OUT_NAME = 'product-out.h5'
+AMPLITUDE_PNG = 'reconstructed_amplitude.png'
+PHASE_PNG = 'reconstructed_phase.png'
+LOSS_PNG = 'loss_curve.png'
+COMPARISON_PNG = 'comparison.png'
+COVERED = 0.5  # coverage (in patch-crop units) below which a pixel counts as not reconstructed
+
+
+@dataclass
+class Reconstruction:
+    """A stitched object on its canvas."""
+
+    obj: NDArray[np.complexfloating]
+    coverage: NDArray[np.floating] | None = None
+    origin_xy: tuple[float, float] | None = None
+    positions_xy: NDArray[np.floating] | None = None
+    pixel_size_m: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mask(self) -> NDArray[np.bool_] | None:
+        if self.coverage is None:
+            return None
+        return np.asarray(self.coverage) >= COVERED
+
+
+def _atomic_write(path: Path, write) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
+    """JSON (non-finite numbers as null), atomically."""
+    text = json.dumps(_json_safe(data), indent=2, sort_keys=True) + '\n'
+    return _atomic_write(Path(path), lambda handle: handle.write(text.encode()))
+
+
+def save_recon_npz(path: str | os.PathLike[str], recon: Reconstruction) -> Path:
+    """``object`` (complex), ``amplitude``, ``phase``, ``coverage``, ``positions``, ``origin_xy``."""
+    arrays: dict[str, Any] = {
+        'object': np.asarray(recon.obj).astype(np.complex64),
+        'amplitude': np.abs(recon.obj).astype(np.float32),
+        'phase': np.angle(recon.obj).astype(np.float32),
+    }
+    if recon.coverage is not None:
+        arrays['coverage'] = np.asarray(recon.coverage, dtype=np.float32)
+    if recon.positions_xy is not None:
+        arrays['positions'] = np.asarray(recon.positions_xy, dtype=np.float64)
+    if recon.origin_xy is not None:
+        arrays['origin_xy'] = np.asarray(recon.origin_xy, dtype=np.float64)
+    if recon.pixel_size_m is not None:
+        arrays['pixel_size_m'] = np.float64(recon.pixel_size_m)
+    return _atomic_write(Path(path), lambda handle: np.savez(handle, **arrays))
+
+
+def load_reconstruction(path: str | os.PathLike[str]) -> Reconstruction:
+    """A ``recon.npz`` (or any NPZ with a complex ``object``) or a Ptychodus product HDF5."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f'{path}: reconstruction file not found')
+    if path.suffix.lower() in ('.h5', '.hdf5'):
+        from ptycho.ptychodus_io import read_product_object
+
+        product = read_product_object(path)
+        return Reconstruction(obj=product.obj, origin_xy=product.origin_xy,
+                              pixel_size_m=product.pixel_size_m)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if 'object' not in data.files:
+                raise ValueError(f'{path}: key "object": expected a complex 2-D array, found no '
+                                 f'such key (keys: {sorted(data.files)})')
+            obj = np.asarray(data['object'])
+            coverage = np.asarray(data['coverage']) if 'coverage' in data.files else None
+            origin = tuple(float(v) for v in data['origin_xy']) if 'origin_xy' in data.files \
+                else None
+            positions = np.asarray(data['positions']) if 'positions' in data.files else None
+    except (OSError, EOFError) as exc:
+        raise ValueError(f'{path}: not a readable NPZ file ({exc})') from exc
+    obj = np.squeeze(obj)
+    if obj.ndim != 2 or not np.iscomplexobj(obj):
+        raise ValueError(f'{path}: key "object": expected a complex 2-D array, found '
+                         f'{obj.dtype} {obj.shape}')
+    return Reconstruction(obj=obj, coverage=coverage, origin_xy=origin,  # type: ignore[arg-type]
+                          positions_xy=positions)
+
+
+def crop_truth(truth: NDArray, origin_xy: Sequence[float] | None, shape: tuple[int, int]
+               ) -> tuple[NDArray, NDArray[np.bool_]]:
+    """The part of ``truth`` under a canvas of ``shape`` at ``origin_xy``.
+
+    Returns the crop (zero outside the truth) and a mask of the pixels the truth covers.
+    Without an origin the canvas is assumed centred on the truth.
+    """
+    truth = np.asarray(truth)
+    height, width = shape
+    if origin_xy is None:
+        origin_xy = ((truth.shape[1] - width) / 2, (truth.shape[0] - height) / 2)
+    ox, oy = int(round(origin_xy[0])), int(round(origin_xy[1]))
+    crop = np.zeros(shape, dtype=np.result_type(truth.dtype, np.complex64))
+    inside = np.zeros(shape, dtype=bool)
+    r0, r1 = max(0, oy), min(truth.shape[0], oy + height)
+    c0, c1 = max(0, ox), min(truth.shape[1], ox + width)
+    if r0 < r1 and c0 < c1:
+        crop[r0 - oy:r1 - oy, c0 - ox:c1 - ox] = truth[r0:r1, c0:c1]
+        inside[r0 - oy:r1 - oy, c0 - ox:c1 - ox] = True
+    return crop, inside
+
+
+def remove_phase_offset(rec: NDArray, truth: NDArray, mask: NDArray[np.bool_]) -> NDArray:
+    """``rec`` times the global phase factor that best matches ``truth`` over ``mask``.
+
+    Only for display: the metrics module does its own (and sub-pixel registration).
+    """
+    overlap = np.vdot(rec[mask], truth[mask]) if mask.any() else 0.0
+    if abs(overlap) == 0:
+        return rec
+    return rec * (overlap / abs(overlap))
+
+
+@dataclass
+class Comparison:
+    """A reconstruction scored against ground truth, with the aligned images for figures."""
+
+    metrics: dict[str, float]
+    reconstruction: NDArray
+    truth: NDArray
+    mask: NDArray[np.bool_]
+
+
+def compare_to_truth(recon: Reconstruction, truth: NDArray) -> Comparison:
+    """Crop the truth under the canvas and score with ``ptycho.metrics``.
+
+    Only pixels both reconstructed (coverage) and inside the truth count.
+    """
+    from ptycho.metrics import evaluate_reconstruction
+
+    rec = np.asarray(recon.obj)
+    gt_crop, inside = crop_truth(truth, recon.origin_xy, rec.shape)
+    mask = inside if recon.mask is None else (inside & recon.mask)
+    if mask.sum() < 16:
+        raise ValueError(f'the reconstruction (shape {rec.shape}, origin {recon.origin_xy}) does '
+                         f'not overlap the ground truth (shape {np.shape(truth)}); is this the '
+                         f'right ground-truth file?')
+    metrics = {k: (float(v) if isinstance(v, (int, float, np.floating, np.integer)) else v)
+               for k, v in evaluate_reconstruction(rec, gt_crop, mask).items()}
+    shown = remove_phase_offset(rec, gt_crop, mask)
+    return Comparison(metrics=metrics, reconstruction=shown, truth=gt_crop, mask=mask)
+
+
+@dataclass
+class OutputReport:
+    """What a run wrote, for the command line to print."""
+
+    files: dict[str, Path] = field(default_factory=dict)
+    metrics: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def write_loss_outputs(output_dir: Path, history: Mapping[str, Sequence[float]],
+                       report: OutputReport) -> None:
+    """``history.json`` and ``loss_curve.png``."""
+    from ptycho import figures
+
+    report.files['history'] = write_json(output_dir / 'history.json', dict(history))
+    report.files['loss curve'] = figures.loss_curve_png(history, output_dir / LOSS_PNG)
+
+
+def write_reconstruction_outputs(output_dir: str | os.PathLike[str], recon: Reconstruction, *,
+                                 truth: NDArray | None = None, ptychodus_source: Any = None,
+                                 probe: NDArray | None = None, nphotons: float = 0.0,
+                                 losses: Sequence[float] = (),
+                                 report: OutputReport | None = None) -> OutputReport:
+    """recon.npz, amplitude/phase PNGs, product-out.h5, and with truth comparison + metrics."""
+    from ptycho import figures
+    from ptycho.ptychodus_io import PtychodusMissingError, write_product
+
+    output_dir = Path(output_dir)
+    report = report or OutputReport()
+    mask = recon.mask
+    report.files['reconstruction'] = save_recon_npz(output_dir / RECON_NAME, recon)
+    report.files['amplitude'] = figures.amplitude_png(
+        recon.obj, output_dir / AMPLITUDE_PNG, mask=mask, pixel_size_m=recon.pixel_size_m)
+    report.files['phase'] = figures.phase_png(
+        recon.obj, output_dir / PHASE_PNG, mask=mask, pixel_size_m=recon.pixel_size_m)
+    if probe is not None or ptychodus_source is not None:
+        try:
+            report.files['Ptychodus product'] = write_product(
+                output_dir / PRODUCT_OUT_NAME, recon.obj, recon.origin_xy or (0.0, 0.0),
+                positions_xy=recon.positions_xy if recon.positions_xy is not None
+                else np.zeros((0, 2)),
+                probe=probe if probe is not None else np.zeros((1, 1), np.complex64),
+                losses=losses, source=ptychodus_source, nphotons=nphotons)
+        except PtychodusMissingError:
+            report.notes.append(f'{PRODUCT_OUT_NAME} not written: ptychodus is not installed')
+    if truth is not None:
+        comparison = compare_to_truth(recon, truth)
+        report.metrics = comparison.metrics
+        report.files['metrics'] = write_json(output_dir / METRICS_NAME, comparison.metrics)
+        report.files['comparison'] = figures.comparison_png(
+            comparison.reconstruction, comparison.truth, output_dir / COMPARISON_PNG,
+            mask=comparison.mask, metrics=comparison.metrics, pixel_size_m=recon.pixel_size_m)
+    return report
+
+
+def format_metrics(metrics: Mapping[str, Any]) -> str:
+    """A two-column table: metric, amplitude, phase."""
+    names = sorted({k.split('_', 1)[1] for k in metrics if k.startswith(('amp_', 'phase_'))})
+    lines = [f'{"metric":<10}{"amplitude":>12}{"phase":>12}']
+    for name in names:
+        cells = []
+        for part in ('amp', 'phase'):
+            value = metrics.get(f'{part}_{name}')
+            cells.append(f'{value:>12.4f}' if isinstance(value, (int, float)) else f'{"-":>12}')
+        lines.append(f'{name:<10}{"".join(cells)}')
+    others = [k for k in sorted(metrics) if not k.startswith(('amp_', 'phase_'))]
+    for key in others:
+        value = metrics[key]
+        shown = f'{value:.4f}' if isinstance(value, float) else str(value)
+        lines.append(f'{key:<10} {shown}')
+    return '\n'.join(lines)
