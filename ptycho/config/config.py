@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import numbers
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ def _check_choice(cls_name: str, name: str, value: Any, choices: tuple[Any, ...]
 
 
 def _check_int(cls_name: str, name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         _fail(cls_name, name, f'an integer >= {minimum}', value)
 
 
@@ -50,7 +51,8 @@ def _check_real(
     cls_name: str, name: str, value: Any, minimum: float, maximum: float = math.inf,
     *, open_low: bool = False,
 ) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and math.isfinite(value))
     if ok:
         ok = (value > minimum if open_low else value >= minimum) and value <= maximum
     if not ok:
