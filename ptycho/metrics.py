@@ -361,6 +361,12 @@ def evaluate_reconstruction(reconstruction: ArrayLike, ground_truth: ArrayLike,
     pair = align_reconstruction(reconstruction, ground_truth, mask, register=register,
                                 upsample_factor=upsample_factor, max_shift=max_shift,
                                 erode=erode)
+    return score_aligned(pair)
+
+
+def score_aligned(pair: AlignedPair) -> dict[str, float]:
+    """The scores of :func:`evaluate_reconstruction` for an already aligned pair
+    (lets a caller that also draws the aligned images align only once)."""
     region = pair.region
     amp_range = _data_range(pair.gt_amp, region, 'amplitude')
     phase_range = _data_range(pair.gt_phase, region, 'phase')

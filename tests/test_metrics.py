@@ -95,6 +95,12 @@ def test_frc_curve_properties(truth):
     assert set(curves) == {'amp', 'phase'}
 
 
+def test_score_aligned_equals_evaluate(truth):
+    rec = 0.9 * truth * np.exp(0.3j) + 0.01
+    pair = metrics.align_reconstruction(rec, truth)
+    assert metrics.score_aligned(pair) == metrics.evaluate_reconstruction(rec, truth)
+
+
 @pytest.mark.parametrize('rec_shape, gt_shape, match', [
     ((64, 64), (64, 65), 'differs from ground_truth'),
     ((4, 64, 64), (4, 64, 64), '2-D'),
