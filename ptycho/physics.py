@@ -184,14 +184,22 @@ def stitch(patches: ArrayLike, positions_xy: ArrayLike, M: int,
     total = np.zeros((height, width), dtype=np.result_type(patches, np.float64))
     coverage = np.zeros((height, width))
     crops = patches[:, N // 2 - M // 2: N // 2 - M // 2 + M, N // 2 - M // 2: N // 2 - M // 2 + M]
-    rows, cols = np.meshgrid(np.arange(height, dtype=np.float64),
-                             np.arange(width, dtype=np.float64), indexing='ij')
+    ones = np.ones((M, M))
     for crop, (x, y) in zip(crops, positions_xy):
-        # Crop pixel (i, j) sits at object (y - M//2 + i, x - M//2 + j).
+        # Crop pixel (i, j) sits at object (y - M//2 + i, x - M//2 + j); only the canvas
+        # window the crop can touch is sampled (one extra pixel for the sub-pixel spill).
+        top = int(np.floor(y - M // 2 - origin_xy[1]))
+        left = int(np.floor(x - M // 2 - origin_xy[0]))
+        r0, r1 = max(top, 0), min(top + M + 1, height)
+        c0, c1 = max(left, 0), min(left + M + 1, width)
+        if r0 >= r1 or c0 >= c1:
+            continue
+        rows, cols = np.meshgrid(np.arange(r0, r1, dtype=np.float64),
+                                 np.arange(c0, c1, dtype=np.float64), indexing='ij')
         r = rows + origin_xy[1] - (y - M // 2)
         c = cols + origin_xy[0] - (x - M // 2)
-        total = total + bilinear_sample(crop, r, c)
-        coverage = coverage + bilinear_sample(np.ones((M, M)), r, c)
+        total[r0:r1, c0:c1] += bilinear_sample(crop, r, c)
+        coverage[r0:r1, c0:c1] += bilinear_sample(ones, r, c)
     covered = coverage >= COVERAGE_EPS
     image = np.where(covered, total / np.where(covered, coverage, 1.0), 0)
     return image, coverage
