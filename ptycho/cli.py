@@ -156,11 +156,12 @@ DEMO = DemoSettings()
 
 
 def _simulation_choices() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    try:
-        from ptycho import simulation
-        return simulation.OBJECT_KINDS, simulation.PROBE_KINDS, simulation.SCAN_KINDS
-    except (ImportError, AttributeError):  # pragma: no cover - simulation module missing
-        return ('lines', 'siemens'), ('focused',), ('fermat',)
+    """Object, probe and scan kinds of ``ptycho.simulation`` (kept in sync by a test).
+
+    Spelled out here because importing the simulation module (scipy) would slow every
+    command's start-up, including ``--help``.
+    """
+    return ('lines', 'siemens'), ('focused', 'disk', 'gaussian'), ('fermat', 'raster', 'random')
 
 
 def _positive_int(text: str) -> int:
@@ -198,7 +199,12 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
         logging.getLogger(name).setLevel(level)
     logging.captureWarnings(True)
     if not verbose:
-        os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+        import warnings
+        # Third-party deprecation notices are for developers, not for someone running a scan.
+        for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
+            warnings.filterwarnings('ignore', category=category)
+    if not verbose:
+        os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
 
 def _progress(args: argparse.Namespace) -> str:
@@ -510,17 +516,33 @@ def _interrupt_message(checkpoint: Path, argv: Sequence[str]) -> str:
 
 def run_inference(model_dir: Path, test: Any, config: InferenceConfig, *, flip_x: bool,
                   flip_y: bool, transpose: bool, progress: str) -> tuple[Any, Any, dict[str, Any]]:
-    """Load the bundle with its backend and reconstruct + stitch ``test``."""
+    """Load the bundle with its backend and reconstruct + stitch ``test``.
+
+    The model settings (N, gridsize, ...) come from the bundle's manifest; ``config``
+    supplies the run settings (batch size, grouping, output directory).
+    """
     selector = _backend_selector()
-    optional = {'progress': progress}
-    infer = getattr(selector, 'run_inference_with_backend', None)
-    if infer is not None:
-        return _call(infer, model_dir, test.raw, config, flip_x=flip_x, flip_y=flip_y,
-                     transpose=transpose, optional=optional)
-    models, loaded = _call(selector.load_inference_bundle_with_backend, model_dir, config)
-    reassemble = selector.reassemble_with_backend
-    return _call(reassemble, test.raw, loaded, models=models, flip_x=flip_x, flip_y=flip_y,
-                 transpose=transpose, optional=optional)
+    config.model = _bundle_model_config(model_dir)
+    config.validate()
+    models, _loaded = selector.load_inference_bundle_with_backend(model_dir, config)
+    return _call(selector.reassemble_with_backend, test.raw, config, models=models,
+                 flip_x=flip_x, flip_y=flip_y, transpose=transpose,
+                 optional={'progress': progress})
+
+
+def _bundle_model_config(model_dir: Path) -> Any:
+    from ptycho.bundle import read_bundle
+    from ptycho.config.config import ModelConfig
+
+    bundle = read_bundle(model_dir)
+    model = bundle.config.get('model')
+    if not isinstance(model, dict):
+        raise ValueError(f'{bundle.path}: manifest config has no "model" settings')
+    try:
+        return ModelConfig(**model)
+    except TypeError as exc:
+        raise ValueError(f'{bundle.path}: manifest model settings are not understood ({exc})'
+                         ) from exc
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
@@ -545,6 +567,10 @@ def cmd_infer(args: argparse.Namespace) -> int:
                          f'for; drop --backend or use --backend {bundle_backend}')
     config.backend = bundle_backend
     test = load_data(config.test_data_file)
+    bundle_N = _bundle_model_config(model_dir).N
+    if test.raw.N != bundle_N:
+        raise ValueError(f'{test.path}: patterns are {test.raw.N}x{test.raw.N} but the model in '
+                         f'{model_dir} was trained on {bundle_N}x{bundle_N}')
     truth = _load_truth(args.ground_truth) if args.ground_truth else _truth_of(test)
     output_dir = Path(config.output_dir)
     _say(f'Reconstructing {len(test.raw)} patterns with the {bundle_backend} model in '
@@ -554,8 +580,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
                                           flip_y=args.flip_y, transpose=args.transpose,
                                           progress=_progress(args))
     elapsed = time.perf_counter() - start
-    N = int(getattr(getattr(results.get('config'), 'model', None), 'N', 0) or test.raw.N)
-    recon = _reconstruction_from_results(results, test.raw, N)
+    recon = _reconstruction_from_results(results, test.raw, config.model.N)
     report = write_reconstruction_outputs(output_dir, recon, truth=truth,
                                           ptychodus_source=test.ptychodus,
                                           probe=test.raw.probeGuess, report=OutputReport())
@@ -565,25 +590,22 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ptycho import figures
     from ptycho.run_outputs import (
-        COMPARISON_PNG, METRICS_NAME, compare_to_truth, format_metrics, load_reconstruction,
-        write_json,
+        OutputReport, compare_to_truth, format_metrics, load_reconstruction,
+        write_comparison_outputs,
     )
 
     recon = load_reconstruction(args.reconstruction)
     truth = _load_truth(args.ground_truth)
     comparison = compare_to_truth(recon, truth)
-    _say(f'{args.reconstruction} vs {args.ground_truth} '
-         f'({int(comparison.mask.sum())} pixels compared):')
+    _say(f'{args.reconstruction} vs {args.ground_truth} ({comparison.n_pixels} pixels '
+         f'compared, phase offset removed, registered):')
     _say(format_metrics(comparison.metrics))
     if args.output_dir is not None:
-        metrics_path = write_json(args.output_dir / METRICS_NAME, comparison.metrics)
-        figure = figures.comparison_png(comparison.reconstruction, comparison.truth,
-                                        args.output_dir / COMPARISON_PNG, mask=comparison.mask,
-                                        metrics=comparison.metrics)
-        _say(f'Metrics: {metrics_path}')
-        _say(f'Comparison figure: {figure}')
+        report = OutputReport()
+        write_comparison_outputs(args.output_dir, comparison, report, recon.pixel_size_m)
+        for label, path in report.files.items():
+            _say(f'{label}: {path}')
     return EXIT_OK
 
 

@@ -12,17 +12,18 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from numpy.typing import ArrayLike, NDArray
 
 logger = logging.getLogger(__name__)
 
 __all__ = ['save_figure', 'image_png', 'amplitude_png', 'phase_png', 'loss_curve_png',
-           'comparison_png']
+           'comparison_png', 'frc_png']
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
@@ -33,7 +34,7 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Pa
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix='.png.tmp')
     try:
         with os.fdopen(fd, 'wb') as handle:
-            fig.savefig(handle, format='png', dpi=dpi, bbox_inches='tight')
+            fig.savefig(handle, format='png', dpi=dpi)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -78,7 +79,7 @@ def image_png(image: ArrayLike, path: str | os.PathLike[str], *, title: str, uni
     """One real image with a colour bar and labelled axes."""
     image = np.asarray(image, dtype=np.float64)
     mask_arr = None if mask is None else np.asarray(mask, dtype=bool)
-    fig = Figure(figsize=(6, 5))
+    fig = Figure(figsize=(6, 5), layout='constrained')
     ax = fig.add_subplot(1, 1, 1)
     _draw(fig, ax, _masked(image, mask_arr), title, cmap, unit, pixel_size_m)
     return save_figure(fig, path)
@@ -101,12 +102,8 @@ def phase_png(obj: ArrayLike, path: str | os.PathLike[str], *, mask: ArrayLike |
 
 def loss_curve_png(history: Mapping[str, Sequence[float]], path: str | os.PathLike[str]
                    ) -> Path:
-    """Training and validation loss per epoch.
-
-    The y axis is logarithmic when every value is positive; the Poisson negative
-    log-likelihood can be negative, and then a symmetric-log axis keeps the shape visible.
-    """
-    fig = Figure(figsize=(6, 4))
+    """Training and validation loss per epoch (log y axis when every value is positive)."""
+    fig = Figure(figsize=(6, 4), layout='constrained')
     ax = fig.add_subplot(1, 1, 1)
     values: list[float] = []
     for key, label, style in (('train_loss', 'train', '-o'), ('val_loss', 'validation', '-s')):
@@ -120,56 +117,85 @@ def loss_curve_png(history: Mapping[str, Sequence[float]], path: str | os.PathLi
     if values:
         if min(values) > 0:
             ax.set_yscale('log')
+            ax.set_title('Training loss (log scale)')
         else:
-            ax.set_yscale('symlog', linthresh=max(1e-6, float(np.min(np.abs(values))) or 1e-6))
+            # The Poisson negative log-likelihood is offset by a data-dependent constant and
+            # can be negative; a log axis cannot show it, so keep it linear and say so.
+            ax.set_title('Training loss (linear: the Poisson NLL can be negative)')
         ax.legend()
     else:
+        ax.set_title('Training loss')
         ax.text(0.5, 0.5, 'no loss values recorded', ha='center', va='center',
                 transform=ax.transAxes)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel('epoch')
     ax.set_ylabel('loss')
-    ax.set_title('Training loss')
     ax.grid(True, which='both', alpha=0.3)
     return save_figure(fig, path)
 
 
-def comparison_png(reconstruction: ArrayLike, truth: ArrayLike, path: str | os.PathLike[str], *,
-                   mask: ArrayLike | None = None, metrics: Mapping[str, float] | None = None,
+def comparison_png(path: str | os.PathLike[str], *, rec_amp: ArrayLike, rec_phase: ArrayLike,
+                   gt_amp: ArrayLike, gt_phase: ArrayLike, mask: ArrayLike | None = None,
+                   metrics: Mapping[str, float] | None = None,
                    pixel_size_m: float | None = None) -> Path:
     """Truth, reconstruction and error, for amplitude (top row) and phase (bottom row).
 
-    Both images must already be aligned (same shape, phase offset removed); the error is
-    reconstruction minus truth, the phase error wrapped to (-pi, pi].
+    The images must already be aligned (same grid, phase offset removed, amplitude scale
+    fitted: ``ptycho.metrics.align_reconstruction`` does that). The error is reconstruction
+    minus truth, the phase error wrapped to (-pi, pi].
     """
-    rec = np.asarray(reconstruction)
-    gt = np.asarray(truth)
-    if rec.shape != gt.shape:
-        raise ValueError(f'comparison_png: reconstruction shape {rec.shape} differs from '
-                         f'ground-truth shape {gt.shape}')
+    arrays = [np.asarray(a, dtype=np.float64) for a in (rec_amp, rec_phase, gt_amp, gt_phase)]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise ValueError(f'comparison_png: images differ in shape: {sorted(shapes)}')
+    amp_rec, ph_rec, amp_gt, ph_gt = arrays
     mask_arr = None if mask is None else np.asarray(mask, dtype=bool)
-    amp_rec, amp_gt = np.abs(rec), np.abs(gt)
-    ph_rec, ph_gt = np.angle(rec), np.angle(gt)
     amp_err = amp_rec - amp_gt
     ph_err = np.angle(np.exp(1j * (ph_rec - ph_gt)))
-    fig = Figure(figsize=(15, 9))
-    amp_lim = (float(np.nanmin(amp_gt)), float(np.nanmax(amp_gt)))
-    amp_err_lim = float(np.nanmax(np.abs(_masked(amp_err, mask_arr)))) if amp_err.size else 1.0
+    fig = Figure(figsize=(15, 9), layout='constrained')
     rows = (
-        ('amplitude', 'gray', 'amplitude', (amp_gt, amp_rec), amp_lim, amp_err,
-         amp_err_lim or 1.0),
-        ('phase', 'twilight', 'phase (rad)', (ph_gt, ph_rec), (-np.pi, np.pi), ph_err, np.pi),
+        ('amplitude', 'gray', 'amplitude', amp_gt, amp_rec, amp_err),
+        ('phase', 'twilight', 'phase (rad)', ph_gt, ph_rec, ph_err),
     )
-    for r, (name, cmap, unit, (truth_img, rec_img), lim, err, err_lim) in enumerate(rows):
-        _draw(fig, fig.add_subplot(2, 3, 3 * r + 1), _masked(truth_img, mask_arr),
-              f'true {name}', cmap, unit, pixel_size_m, *lim)
+    for r, (name, cmap, unit, truth_img, rec_img, err) in enumerate(rows):
+        shown_truth = _masked(truth_img, mask_arr)
+        lim = _limits(shown_truth)
+        err_lim = max(abs(v) for v in _limits(_masked(err, mask_arr))) or 1.0
+        _draw(fig, fig.add_subplot(2, 3, 3 * r + 1), shown_truth, f'true {name}', cmap, unit,
+              pixel_size_m, *lim)
         _draw(fig, fig.add_subplot(2, 3, 3 * r + 2), _masked(rec_img, mask_arr),
               f'reconstructed {name}', cmap, unit, pixel_size_m, *lim)
         _draw(fig, fig.add_subplot(2, 3, 3 * r + 3), _masked(err, mask_arr),
               f'{name} error (reconstruction - truth)', 'RdBu_r', unit, pixel_size_m,
               -err_lim, err_lim)
     if metrics:
-        shown = ', '.join(f'{k} {v:.3f}' for k, v in metrics.items()
+        shown = ', '.join(f'{k} {float(v):.3f}' for k, v in metrics.items()
                           if isinstance(v, (int, float)) and k.endswith(('ssim', 'psnr')))
         if shown:
             fig.suptitle(shown)
+    return save_figure(fig, path)
+
+
+def _limits(image: NDArray) -> tuple[float, float]:
+    """Finite (min, max) of an image with NaN holes; (0, 1) when nothing is finite."""
+    finite = image[np.isfinite(image)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    return (low, high) if high > low else (low - 0.5, high + 0.5)
+
+
+def frc_png(curves: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Fourier ring correlation of amplitude and phase against the truth, with 0.5 line."""
+    fig = Figure(figsize=(6, 4), layout='constrained')
+    ax = fig.add_subplot(1, 1, 1)
+    for name, curve in curves.items():
+        ax.plot(np.asarray(curve.frequency), np.asarray(curve.frc), label=name)
+    ax.axhline(0.5, color='gray', linestyle='--', linewidth=1, label='0.5')
+    ax.set_xlabel('spatial frequency (cycles/pixel)')
+    ax.set_ylabel('FRC')
+    ax.set_ylim(-0.1, 1.05)
+    ax.set_title('Fourier ring correlation with the ground truth')
+    ax.legend()
+    ax.grid(True, alpha=0.3)
     return save_figure(fig, path)

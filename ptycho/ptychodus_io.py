@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -145,7 +146,7 @@ def read_pair(path: str | os.PathLike[str]) -> PtychodusScan:
 
     Patterns are matched to positions by scan index; bad pixels are inpainted the way
     Ptychodus does before it exports PtychoPINN training data; detector counts are
-    converted to amplitudes by ``RawData.from_coords_without_pc``.
+    converted to amplitudes by ``RawData`` (told they are counts, not guessing).
     """
     require_ptychodus('Reading Ptychodus files')
     from ptychodus.api.io import load_diffraction_data, load_product
@@ -183,14 +184,15 @@ def read_pair(path: str | os.PathLike[str]) -> PtychodusScan:
         counts = inpaint_bad_pixels(counts, bad_pixels)
 
     geometry = product.object_.get_geometry()
-    raw = RawData.from_coords_without_pc(
-        xcoords=np.asarray(geometry.map_probe_positions_to_object_x_px(positions), np.float64),
-        ycoords=np.asarray(geometry.map_probe_positions_to_object_y_px(positions), np.float64),
-        diff3d=counts,
-        probeGuess=product.probes.get_probe_no_opr().get_array(),
-        scan_index=np.zeros(len(rows), dtype=np.int64),
-        objectGuess=product.object_.get_layer(0),
-    )
+    # Ptychodus stores detector counts, always: say so instead of letting a heuristic guess.
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)  # RawData also logs the conversion
+        raw = RawData(
+            np.asarray(geometry.map_probe_positions_to_object_x_px(positions), np.float64),
+            np.asarray(geometry.map_probe_positions_to_object_y_px(positions), np.float64),
+            None, None, counts, product.probes.get_probe_no_opr().get_array(),
+            np.zeros(len(counts), dtype=np.int64), objectGuess=product.object_.get_layer(0),
+            source=str(diffraction_path), diffraction_units='counts', diffraction_key='patterns')
     return PtychodusScan(raw=raw, product=product, diffraction_path=diffraction_path,
                          product_path=product_path)
 

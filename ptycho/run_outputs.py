@@ -28,6 +28,7 @@ AMPLITUDE_PNG = 'reconstructed_amplitude.png'
 PHASE_PNG = 'reconstructed_phase.png'
 LOSS_PNG = 'loss_curve.png'
 COMPARISON_PNG = 'comparison.png'
+FRC_PNG = 'frc.png'
 COVERED = 0.5  # coverage (in patch-crop units) below which a pixel counts as not reconstructed
 
 
@@ -169,32 +170,58 @@ def remove_phase_offset(rec: NDArray, truth: NDArray, mask: NDArray[np.bool_]) -
 
 @dataclass
 class Comparison:
-    """A reconstruction scored against ground truth, with the aligned images for figures."""
+    """A reconstruction scored against ground truth, with the aligned pair for figures."""
 
-    metrics: dict[str, float]
-    reconstruction: NDArray
-    truth: NDArray
-    mask: NDArray[np.bool_]
+    metrics: dict[str, Any]
+    pair: Any  # ptycho.metrics.AlignedPair
+
+    @property
+    def n_pixels(self) -> int:
+        return int(np.asarray(self.pair.region).sum())
 
 
 def compare_to_truth(recon: Reconstruction, truth: NDArray) -> Comparison:
     """Crop the truth under the canvas and score with ``ptycho.metrics``.
 
-    Only pixels both reconstructed (coverage) and inside the truth count.
+    Only pixels both reconstructed (coverage) and inside the truth count; the metrics
+    module registers, removes the phase offset and fits the amplitude scale.
     """
-    from ptycho.metrics import evaluate_reconstruction
+    from ptycho.metrics import align_reconstruction, evaluate_reconstruction
 
     rec = np.asarray(recon.obj)
     gt_crop, inside = crop_truth(truth, recon.origin_xy, rec.shape)
     mask = inside if recon.mask is None else (inside & recon.mask)
-    if mask.sum() < 16:
+    if mask.sum() < 49:
         raise ValueError(f'the reconstruction (shape {rec.shape}, origin {recon.origin_xy}) does '
                          f'not overlap the ground truth (shape {np.shape(truth)}); is this the '
                          f'right ground-truth file?')
-    metrics = {k: (float(v) if isinstance(v, (int, float, np.floating, np.integer)) else v)
-               for k, v in evaluate_reconstruction(rec, gt_crop, mask).items()}
-    shown = remove_phase_offset(rec, gt_crop, mask)
-    return Comparison(metrics=metrics, reconstruction=shown, truth=gt_crop, mask=mask)
+    metrics = dict(evaluate_reconstruction(rec, gt_crop, mask))
+    metrics_logger = logging.getLogger('ptycho.metrics')
+    level = metrics_logger.level
+    metrics_logger.setLevel(logging.ERROR)  # same alignment again: its warnings were shown
+    try:
+        pair = align_reconstruction(rec, gt_crop, mask)
+    finally:
+        metrics_logger.setLevel(level)
+    return Comparison(metrics=metrics, pair=pair)
+
+
+def write_comparison_outputs(output_dir: Path, comparison: Comparison, report: OutputReport,
+                             pixel_size_m: float | None = None) -> None:
+    """``metrics.json``, ``comparison.png`` and ``frc.png``."""
+    from ptycho import figures
+    from ptycho.metrics import frc_curve
+
+    pair = comparison.pair
+    report.metrics = comparison.metrics
+    report.files['metrics'] = write_json(output_dir / METRICS_NAME, comparison.metrics)
+    report.files['comparison'] = figures.comparison_png(
+        output_dir / COMPARISON_PNG, rec_amp=pair.rec_amp, rec_phase=pair.rec_phase,
+        gt_amp=pair.gt_amp, gt_phase=pair.gt_phase, mask=pair.region,
+        metrics=comparison.metrics, pixel_size_m=pixel_size_m)
+    report.files['FRC'] = figures.frc_png(
+        {'amplitude': frc_curve(pair.rec_amp, pair.gt_amp),
+         'phase': frc_curve(pair.rec_phase, pair.gt_phase)}, output_dir / FRC_PNG)
 
 
 @dataclass
@@ -243,28 +270,30 @@ def write_reconstruction_outputs(output_dir: str | os.PathLike[str], recon: Reco
         except PtychodusMissingError:
             report.notes.append(f'{PRODUCT_OUT_NAME} not written: ptychodus is not installed')
     if truth is not None:
-        comparison = compare_to_truth(recon, truth)
-        report.metrics = comparison.metrics
-        report.files['metrics'] = write_json(output_dir / METRICS_NAME, comparison.metrics)
-        report.files['comparison'] = figures.comparison_png(
-            comparison.reconstruction, comparison.truth, output_dir / COMPARISON_PNG,
-            mask=comparison.mask, metrics=comparison.metrics, pixel_size_m=recon.pixel_size_m)
+        write_comparison_outputs(output_dir, compare_to_truth(recon, truth), report,
+                                 recon.pixel_size_m)
     return report
 
 
+_TABLE_ROWS = (('ssim', 'SSIM'), ('psnr', 'PSNR (dB)'), ('frc50', 'FRC 0.5 (1/px)'),
+               ('frc_halfbit', 'FRC half-bit'))
+
+
 def format_metrics(metrics: Mapping[str, Any]) -> str:
-    """A two-column table: metric, amplitude, phase."""
-    names = sorted({k.split('_', 1)[1] for k in metrics if k.startswith(('amp_', 'phase_'))})
-    lines = [f'{"metric":<10}{"amplitude":>12}{"phase":>12}']
-    for name in names:
+    """A table: one row per score with amplitude and phase columns, then the alignment."""
+    lines = [f'{"":<16}{"amplitude":>11}{"phase":>11}']
+    shown: set[str] = set()
+    for key, label in _TABLE_ROWS:
         cells = []
         for part in ('amp', 'phase'):
-            value = metrics.get(f'{part}_{name}')
-            cells.append(f'{value:>12.4f}' if isinstance(value, (int, float)) else f'{"-":>12}')
-        lines.append(f'{name:<10}{"".join(cells)}')
-    others = [k for k in sorted(metrics) if not k.startswith(('amp_', 'phase_'))]
-    for key in others:
+            name = f'{part}_{key}'
+            value = metrics.get(name)
+            shown.add(name)
+            cells.append(f'{value:>11.4f}' if isinstance(value, (int, float)) else f'{"-":>11}')
+        if any(c.strip() != '-' for c in cells):
+            lines.append(f'{label:<16}{"".join(cells)}')
+    for key in sorted(set(metrics) - shown):
         value = metrics[key]
-        shown = f'{value:.4f}' if isinstance(value, float) else str(value)
-        lines.append(f'{key:<10} {shown}')
+        text = f'{value:.4g}' if isinstance(value, float) else str(value)
+        lines.append(f'{key:<16}{text:>11}')
     return '\n'.join(lines)

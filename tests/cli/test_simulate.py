@@ -40,3 +40,11 @@ def test_simulate_rejects_unknown_object(tmp_path: Path) -> None:
 def test_simulate_rejects_bad_positions(tmp_path: Path) -> None:
     result = run_cli('simulate', '--positions', 'many', '-o', tmp_path / 's.npz', cwd=tmp_path)
     assert_user_error(result, '--positions', 'many')
+
+
+def test_cli_choices_match_simulation_module() -> None:
+    from ptycho import simulation
+    from ptycho.cli import _simulation_choices
+
+    assert _simulation_choices() == (simulation.OBJECT_KINDS, simulation.PROBE_KINDS,
+                                     simulation.SCAN_KINDS)
