@@ -78,17 +78,28 @@ def _as_path(value: Any) -> Path | None:
 class ModelConfig:
     """Network and physics settings; identical meaning in both backends."""
 
-    N: int = 64
-    gridsize: int = 1
-    n_filters_scale: int = 2
-    model_type: str = 'pinn'
-    amp_activation: str = 'sigmoid'
-    object_big: bool = True
-    probe_big: bool = True
-    probe_mask: bool = False
-    pad_object: bool = True
-    probe_scale: float = 4.0
-    gaussian_smoothing_sigma: float = 0.0
+    N: int = field(default=64,
+        metadata={'help': 'patch (diffraction pattern) size in pixels: 64, 128 or 256 (0 = take it from the data)'})
+    gridsize: int = field(default=1,
+        metadata={'help': 'patterns per sample along each axis; C = gridsize**2 neighbouring patterns are reconstructed together'})
+    n_filters_scale: int = field(default=2,
+        metadata={'help': 'network width multiplier (level widths 16*scale*2**k)'})
+    model_type: str = field(default='pinn',
+        metadata={'help': "'pinn' (physics-informed, no ground truth) or 'supervised' (needs objectGuess)"})
+    amp_activation: str = field(default='sigmoid',
+        metadata={'help': 'output activation of the amplitude decoder'})
+    object_big: bool = field(default=True,
+        metadata={'help': 'with gridsize > 1, merge the C patches on a shared canvas so neighbours must agree'})
+    probe_big: bool = field(default=True,
+        metadata={'help': 'let the object extend beyond the central N/2 window through a periphery branch'})
+    probe_mask: bool = field(default=False,
+        metadata={'help': 'multiply the probe by a disk of radius N/4'})
+    pad_object: bool = field(default=True,
+        metadata={'help': 'confine the reconstructed object to the central N/2 window of each patch'})
+    probe_scale: float = field(default=4.0,
+        metadata={'help': 'Ptychodus compatibility setting; the probe is normalised by energy (see specs/architecture.md)'})
+    gaussian_smoothing_sigma: float = field(default=0.0,
+        metadata={'help': 'Ptychodus compatibility setting; not used by this implementation (must be >= 0)'})
 
     def __post_init__(self) -> None:
         self.validate()
@@ -105,6 +116,10 @@ class ModelConfig:
             _check_bool(name, flag, getattr(self, flag))
         _check_real(name, 'probe_scale', self.probe_scale, 0.0, open_low=True)
         _check_real(name, 'gaussian_smoothing_sigma', self.gaussian_smoothing_sigma, 0.0)
+        if self.gaussian_smoothing_sigma > 0:
+            logger.warning('ModelConfig.gaussian_smoothing_sigma=%s is accepted for Ptychodus '
+                           'compatibility but not applied by this implementation',
+                           self.gaussian_smoothing_sigma)
 
     @property
     def n_channels(self) -> int:
@@ -142,32 +157,52 @@ class TrainingConfig(_RunConfig):
     """Everything a training run needs; see README for the meaning of each field."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
-    train_data_file: Path | None = None
-    test_data_file: Path | None = None
-    batch_size: int = 16
-    nepochs: int = 50
-    learning_rate: float = 1e-3
-    mae_weight: float = 0.0
-    nll_weight: float = 1.0
-    realspace_mae_weight: float = 0.0
-    realspace_weight: float = 0.0
-    nphotons: float = 1e9
-    n_groups: int | None = None
-    neighbor_count: int = 4
-    positions_provided: bool = True
-    probe_trainable: bool = False
-    intensity_scale_trainable: bool = True
-    output_dir: Path = Path('training_outputs')
-    backend: str = 'tensorflow'
-    debug: bool = False
-    subsample_seed: int | None = 42
-    sequential_sampling: bool = False
-    validation_split: float = 0.05
-    early_stopping_patience: int = 0
-    lr_plateau_patience: int = 3
-    logger: str = 'csv'
-    accelerator: str = 'auto'
-    num_workers: int = 0
+    train_data_file: Path | None = field(default=None,
+        metadata={'help': 'training data: NPZ per specs/data_contracts.md'})
+    test_data_file: Path | None = field(default=None,
+        metadata={'help': 'optional test/validation data: NPZ per specs/data_contracts.md'})
+    batch_size: int = field(default=16, metadata={'help': 'samples (groups) per optimisation step'})
+    nepochs: int = field(default=50, metadata={'help': 'training epochs'})
+    learning_rate: float = field(default=1e-3, metadata={'help': 'Adam learning rate'})
+    mae_weight: float = field(default=0.0,
+        metadata={'help': 'weight of the diffraction-amplitude MAE loss term (0..1)'})
+    nll_weight: float = field(default=1.0,
+        metadata={'help': 'weight of the Poisson negative log-likelihood loss term (0..1)'})
+    realspace_mae_weight: float = field(default=0.0,
+        metadata={'help': 'Ptychodus compatibility loss weight (supervised mode only)'})
+    realspace_weight: float = field(default=0.0,
+        metadata={'help': 'Ptychodus compatibility loss weight (supervised mode only)'})
+    nphotons: float = field(default=1e9,
+        metadata={'help': 'photons per pattern the normalised data stand for; sets the Poisson scale'})
+    n_groups: int | None = field(default=None,
+        metadata={'help': 'number of groups (samples) to use; none = one per scan position'})
+    neighbor_count: int = field(default=4,
+        metadata={'help': 'K nearest neighbours a group is drawn from (gridsize > 1)'})
+    positions_provided: bool = field(default=True,
+        metadata={'help': 'scan positions are known (always true here)'})
+    probe_trainable: bool = field(default=False,
+        metadata={'help': 'refine the probe during training'})
+    intensity_scale_trainable: bool = field(default=True,
+        metadata={'help': 'learn the photon scale (log-parameterised) during training'})
+    output_dir: Path = field(default=Path('training_outputs'),
+        metadata={'help': 'directory for checkpoints, the model bundle and figures'})
+    backend: str = field(default='tensorflow', metadata={'help': "'tensorflow' or 'pytorch'"})
+    debug: bool = field(default=False, metadata={'help': 'progress bars and verbose logging'})
+    subsample_seed: int | None = field(default=42,
+        metadata={'help': 'seed for grouping, shuffling and initialisation (reproducible runs)'})
+    sequential_sampling: bool = field(default=False,
+        metadata={'help': 'take group seed positions in scan order instead of at random'})
+    validation_split: float = field(default=0.05,
+        metadata={'help': 'fraction of training groups held out for validation when no test data is given'})
+    early_stopping_patience: int = field(default=0,
+        metadata={'help': 'stop after this many epochs without improvement (0 = never)'})
+    lr_plateau_patience: int = field(default=3,
+        metadata={'help': 'halve the learning rate after this many epochs without improvement (0 = off)'})
+    logger: str = field(default='csv',
+        metadata={'help': 'training logger (pytorch backend): csv, tensorboard, mlflow or none'})
+    accelerator: str = field(default='auto',
+        metadata={'help': "Lightning accelerator: 'auto', 'cpu', 'gpu', ..."})
+    num_workers: int = field(default=0, metadata={'help': 'data-loader worker processes'})
 
     def __post_init__(self) -> None:
         self.train_data_file = _as_path(self.train_data_file)
@@ -214,16 +249,24 @@ class InferenceConfig(_RunConfig):
     """Everything a reconstruction from a trained model needs."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
-    model_path: Path | None = None
-    test_data_file: Path | None = None
-    n_groups: int | None = None
-    neighbor_count: int = 4
-    batch_size: int = 256
-    output_dir: Path = Path('inference_outputs')
-    backend: str = 'tensorflow'
-    debug: bool = False
-    subsample_seed: int | None = 42
-    sequential_sampling: bool = True
+    model_path: Path | None = field(default=None,
+        metadata={'help': 'trained model: a bundle directory or its wts.h5.zip'})
+    test_data_file: Path | None = field(default=None,
+        metadata={'help': 'optional test/validation data: NPZ per specs/data_contracts.md'})
+    n_groups: int | None = field(default=None,
+        metadata={'help': 'number of groups (samples) to use; none = one per scan position'})
+    neighbor_count: int = field(default=4,
+        metadata={'help': 'K nearest neighbours a group is drawn from (gridsize > 1)'})
+    batch_size: int = field(default=256,
+        metadata={'help': 'samples (groups) per optimisation step'})
+    output_dir: Path = field(default=Path('inference_outputs'),
+        metadata={'help': 'directory for checkpoints, the model bundle and figures'})
+    backend: str = field(default='tensorflow', metadata={'help': "'tensorflow' or 'pytorch'"})
+    debug: bool = field(default=False, metadata={'help': 'progress bars and verbose logging'})
+    subsample_seed: int | None = field(default=42,
+        metadata={'help': 'seed for grouping, shuffling and initialisation (reproducible runs)'})
+    sequential_sampling: bool = field(default=True,
+        metadata={'help': 'take group seed positions in scan order instead of at random'})
 
     def __post_init__(self) -> None:
         self.model_path = _as_path(self.model_path)
