@@ -113,23 +113,36 @@ class GroupObject(keras.layers.Layer):
 
 
 class ProbeIllumination(keras.layers.Layer):
-    """Exit wave ``P * O``; the probe is a weight (real and imaginary parts), trainable iff
-    ``probe_trainable``, so it is saved and restored with the model."""
+    """Exit wave ``P * O`` (with the optional N/4 disk aperture).
+
+    A trainable probe is a pair of weights (real, imaginary: 2 N**2 parameters); a fixed
+    probe is a constant and no parameter, as in the torch twin (where it is a buffer), so
+    both backends report the same parameter count. Bundles store the probe separately.
+    """
 
     def __init__(self, probe: np.ndarray, trainable_probe: bool, mask: np.ndarray | None = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         probe = np.asarray(probe, dtype=np.complex64)
         self.mask = None if mask is None else np.asarray(mask, dtype=np.float32)
-        self.probe_real = self.add_weight(
-            name='probe_real', shape=probe.shape, trainable=trainable_probe, dtype='float32',
-            initializer=keras.initializers.Constant(probe.real))
-        self.probe_imag = self.add_weight(
-            name='probe_imag', shape=probe.shape, trainable=trainable_probe, dtype='float32',
-            initializer=keras.initializers.Constant(probe.imag))
+        self.trainable_probe = bool(trainable_probe)
+        if self.trainable_probe:
+            self.probe_real = self.add_weight(
+                name='probe_real', shape=probe.shape, trainable=True, dtype='float32',
+                initializer=keras.initializers.Constant(probe.real))
+            self.probe_imag = self.add_weight(
+                name='probe_imag', shape=probe.shape, trainable=True, dtype='float32',
+                initializer=keras.initializers.Constant(probe.imag))
+        else:
+            self._fixed_probe = probe
 
     def probe(self) -> tf.Tensor:
-        real, imag = tf.convert_to_tensor(self.probe_real), tf.convert_to_tensor(self.probe_imag)
+        if self.trainable_probe:
+            real = tf.convert_to_tensor(self.probe_real)
+            imag = tf.convert_to_tensor(self.probe_imag)
+        else:
+            real = tf.constant(self._fixed_probe.real)
+            imag = tf.constant(self._fixed_probe.imag)
         if self.mask is not None:
             real, imag = real * self.mask, imag * self.mask
         return tf.complex(real, imag)
@@ -209,7 +222,7 @@ def _conv_params(c_in: int, c_out: int) -> int:
 
 def expected_param_count(config: ModelConfig, include_probe: bool = False) -> int:
     """Parameter count that architecture.md section 5 implies (conv weights + ``log_scale``,
-    plus the probe's 2 N**2 real numbers when ``include_probe``)."""
+    plus the probe's 2 N**2 real numbers when ``include_probe``, i.e. a trainable probe)."""
     C = config.n_channels
     widths = filter_widths(config)
     total = 0

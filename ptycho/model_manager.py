@@ -1,7 +1,7 @@
 """Save and load TensorFlow PtychoPINN models as ``{out_dir}/wts.h5.zip`` bundles.
 
 The bundle (architecture.md section 8) holds ``autoencoder.weights.h5`` and
-``diffraction_to_obj.weights.h5`` (Keras 3 weight files), ``params.json`` (the legacy
+``diffraction_to_obj.weights.h5`` (Keras 3 weight files), ``probe.npy``, ``params.json`` (the legacy
 ``params.cfg``) and a manifest with the training config and the trained intensity scale,
 written atomically by :mod:`ptycho.bundle`. Loading rebuilds both models from the
 manifest's config with :func:`ptycho.model.create_model` and restores the weights.
@@ -13,6 +13,7 @@ Ptychodus 1.7.0 calls the legacy :func:`save` with only ``out_dir`` right after
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 BACKEND = 'tensorflow'
 MODEL_NAMES = ['autoencoder', 'diffraction_to_obj']
+PROBE_FILE = 'probe.npy'
 
 
 @dataclass
@@ -90,13 +92,16 @@ def save(out_dir: str | os.PathLike[str]) -> Path:
 
 def save_models(models: PtychoModels, config: TrainingConfig, out_dir: str | os.PathLike[str]
                 ) -> Path:
-    """Write both models' weights and the manifest to ``out_dir/wts.h5.zip`` (atomic)."""
+    """Write both models' weights, the probe and the manifest to ``out_dir/wts.h5.zip`` (atomic)."""
     files: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory(prefix='ptychopinn-tf-save-') as tmp:
         for name, model in models.as_dict().items():
             path = Path(tmp) / f'{name}.weights.h5'
             model.save_weights(path)
             files[path.name] = path.read_bytes()
+    buffer = io.BytesIO()
+    np.save(buffer, models.probe.astype(np.complex64), allow_pickle=False)
+    files[PROBE_FILE] = buffer.getvalue()
     legacy = dict(params.cfg)
     legacy['intensity_scale'] = models.intensity_scale
     files['params.json'] = json.dumps(_json_safe(legacy), indent=2).encode()
@@ -105,6 +110,23 @@ def save_models(models: PtychoModels, config: TrainingConfig, out_dir: str | os.
     return bundle_io.write_bundle(out_dir, BACKEND, files, config=to_dict(config),
                                   intensity_scale=models.intensity_scale,
                                   model_names=MODEL_NAMES, extra=extra)
+
+
+def _read_probe(bundle: bundle_io.Bundle, N: int) -> np.ndarray:
+    """The probe stored in the bundle (an untrainable probe is not among the weights)."""
+    data = bundle.files.get(PROBE_FILE)
+    if data is None:
+        raise bundle_io.BundleError(f'{bundle.path}: TensorFlow bundle lacks {PROBE_FILE!r}; '
+                                    f'found {sorted(bundle.files)}')
+    try:
+        probe = np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as exc:
+        raise bundle_io.BundleError(f'{bundle.path}: member {PROBE_FILE} is not a numpy array '
+                                    f'({exc})') from exc
+    if probe.shape != (N, N):
+        raise bundle_io.BundleError(f'{bundle.path}: member {PROBE_FILE}: expected shape '
+                                    f'({N}, {N}), found {probe.shape}')
+    return probe
 
 
 def load(path: str | os.PathLike[str]) -> tuple[PtychoModels, TrainingConfig, bundle_io.Bundle]:
@@ -126,7 +148,8 @@ def load(path: str | os.PathLike[str]) -> tuple[PtychoModels, TrainingConfig, bu
                                     f'TrainingConfig ({exc})') from exc
     N = config.model.require_size()
     nphotons = float(bundle.manifest.get('nphotons', config.nphotons))
-    models = create_model(config, np.zeros((N, N), np.complex64), nphotons=nphotons)
+    probe = _read_probe(bundle, N)
+    models = create_model(config, probe, nphotons=nphotons)
     with tempfile.TemporaryDirectory(prefix='ptychopinn-tf-load-') as tmp:
         for name, model in models.as_dict().items():
             member = f'{name}.weights.h5'

@@ -1,0 +1,180 @@
+"""TensorFlow backend end to end: train -> wts.h5.zip -> load -> infer -> PNGs.
+
+The TF twin of the torch integration test, kept tiny (N=64, ~100 positions, 2 epochs,
+n_filters_scale=1) so it runs in seconds on a shared 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip('tensorflow')
+
+from ptycho import bundle as bundle_io  # noqa: E402
+from ptycho import model_manager, params  # noqa: E402
+from ptycho.config.config import ModelConfig, TrainingConfig, to_dict  # noqa: E402
+from ptycho.loader import container_from_raw  # noqa: E402
+from ptycho.model import create_model, expected_param_count  # noqa: E402
+from ptycho.simulation import simulate_dataset  # noqa: E402
+from ptycho.train_pinn import NonFiniteLossError, seed_everything, train  # noqa: E402
+from ptycho.workflows import components  # noqa: E402
+
+
+def tiny_config(output_dir: Path, **overrides) -> TrainingConfig:
+    model = ModelConfig(N=64, gridsize=overrides.pop('gridsize', 1), n_filters_scale=1)
+    values = dict(model=model, nepochs=2, batch_size=16, output_dir=output_dir,
+                  neighbor_count=4)
+    values.update(overrides)
+    return TrainingConfig(**values)
+
+
+@pytest.fixture(scope='module')
+def datasets():
+    train_raw = simulate_dataset(N=64, n_positions=96, object_size=120, seed=1)
+    test_raw = simulate_dataset(N=64, n_positions=48, object_size=110, seed=2)
+    return train_raw, test_raw
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, datasets):
+    out = tmp_path_factory.mktemp('tf_run')
+    train_raw, test_raw = datasets
+    config = tiny_config(out)
+    amp, phase, results = components.run_cdi_example(train_raw, test_raw, config,
+                                                     do_stitching=True)
+    return out, config, amp, phase, results
+
+
+def test_train_save_load_infer(trained, datasets) -> None:
+    out, config, amp, phase, results = trained
+    _, test_raw = datasets
+    assert results['backend'] == 'tensorflow'
+    history = results['history']
+    assert len(history['train_loss']) == 2 and len(history['val_loss']) == 2
+    assert all(np.isfinite(history['train_loss']))
+    assert amp.shape == phase.shape == results['coverage'].shape
+    assert np.isfinite(amp).all() and np.isfinite(phase).all()
+
+    bundle = out / 'wts.h5.zip'
+    assert bundle.is_file()
+    with zipfile.ZipFile(bundle) as archive:
+        names = set(archive.namelist())
+    assert {'manifest.json', 'autoencoder.weights.h5', 'diffraction_to_obj.weights.h5',
+            'probe.npy', 'params.json'} <= names
+    manifest = bundle_io.read_bundle(out).manifest
+    assert manifest['backend'] == 'tensorflow'
+    assert manifest['intensity_scale'] == pytest.approx(results['intensity_scale'])
+
+    params.cfg.pop('intensity_scale', None)
+    model, config_dict = components.load_inference_bundle(out)
+    assert config_dict['model']['N'] == 64
+    assert params.get('intensity_scale') == pytest.approx(results['intensity_scale'])
+
+    container = results['test_container']
+    objects = model.predict([container.X * params.get('intensity_scale'),
+                             container.local_offsets], verbose=0)
+    assert objects.shape == (len(container), 64, 64, 1) and np.iscomplexobj(objects)
+    np.testing.assert_allclose(objects, results['obj_patches'], rtol=1e-5, atol=1e-6)
+
+    amp2, phase2, recon = components.reassemble_cdi_image(test_raw, config, models=None)
+    np.testing.assert_allclose(amp2, amp, rtol=1e-5, atol=1e-6)
+    pngs = components.save_outputs(amp2, phase2, {**results, **recon}, out / 'pngs')
+    assert {p.name for p in pngs} == {'reconstructed_amplitude.png', 'reconstructed_phase.png',
+                                      'loss_curve.png'}
+    assert all(p.stat().st_size > 1024 for p in pngs)
+
+
+def test_bundle_round_trip_gives_identical_predictions(trained, tmp_path) -> None:
+    out, config, _, _, results = trained
+    models = results['ptycho_models']
+    loaded, loaded_config, _ = model_manager.load(out)
+    assert loaded_config.model == config.model
+    container = results['test_container']
+    x = [container.X, container.local_offsets]
+    np.testing.assert_array_equal(models.autoencoder.predict(x, verbose=0),
+                                  loaded.autoencoder.predict(x, verbose=0))
+    xs = [container.X * models.intensity_scale, container.local_offsets]
+    np.testing.assert_array_equal(models.diffraction_to_obj.predict(xs, verbose=0),
+                                  loaded.diffraction_to_obj.predict(xs, verbose=0))
+    np.testing.assert_array_equal(models.probe, loaded.probe)
+    # Legacy save(out_dir) writes the registered (last trained) model.
+    path = model_manager.save(tmp_path / 'legacy')
+    assert bundle_io.read_bundle(path).intensity_scale == pytest.approx(models.intensity_scale)
+
+
+def test_save_outputs_without_reconstruction(tmp_path) -> None:
+    written = components.save_outputs(None, None, {'history': {'train_loss': [1.0, 0.5],
+                                                               'val_loss': [1.2, 0.7]}},
+                                      str(tmp_path / 'out'))
+    assert [p.name for p in written] == ['loss_curve.png']
+    assert components.save_outputs(None, None, {}, tmp_path / 'empty') == []
+
+
+def test_wrong_backend_and_corrupt_bundles_are_rejected(tmp_path) -> None:
+    bundle_io.write_bundle(tmp_path / 'torch', 'pytorch', {'model.pt': b'x'},
+                           config=to_dict(tiny_config(tmp_path)), intensity_scale=1.0,
+                           model_names=['autoencoder', 'diffraction_to_obj'])
+    with pytest.raises(ValueError, match='pytorch.*tensorflow'):
+        components.load_inference_bundle(tmp_path / 'torch')
+    broken = tmp_path / 'broken'
+    broken.mkdir()
+    (broken / 'wts.h5.zip').write_bytes(b'PK\x03\x04 truncated')
+    with pytest.raises(ValueError, match='wts.h5.zip'):
+        model_manager.load(broken)
+
+
+@pytest.mark.parametrize('overrides', [
+    {}, {'gridsize': 2}, {'pad_object': False}, {'probe_big': False}, {'probe_trainable': True},
+])
+def test_parameter_count_matches_architecture(overrides) -> None:
+    overrides = dict(overrides)
+    probe_trainable = overrides.pop('probe_trainable', False)
+    gridsize = overrides.pop('gridsize', 1)
+    model_cfg = ModelConfig(N=64, gridsize=gridsize, n_filters_scale=1, **overrides)
+    config = TrainingConfig(model=model_cfg, probe_trainable=probe_trainable)
+    models = create_model(config, np.ones((64, 64), np.complex64))
+    assert models.autoencoder.count_params() == expected_param_count(model_cfg, probe_trainable)
+    assert models.diffraction_to_obj.count_params() == expected_param_count(model_cfg)
+    if (importlib.util.find_spec('torch') is not None
+            and importlib.util.find_spec('ptycho_torch.model') is not None):
+        import torch
+
+        from ptycho_torch import config_bridge
+        from ptycho_torch.model import PtychoPINN_Lightning, count_parameters
+
+        _, torch_model, torch_training = config_bridge.to_torch(config)
+        module = PtychoPINN_Lightning(torch_model, torch_training,
+                                      probe=torch.ones((64, 64), dtype=torch.complex64))
+        assert count_parameters(module) == models.autoencoder.count_params()
+
+
+def test_non_finite_loss_stops_training(datasets, tmp_path) -> None:
+    train_raw, _ = datasets
+    config = tiny_config(tmp_path, nepochs=3, validation_split=0.0)
+    container = container_from_raw(train_raw, config)
+    container.X = container.X.copy()
+    container.X[5, 10, 10, 0] = np.nan
+    seed_everything(config.seed)
+    models = create_model(config, container.probe)
+    before = models.autoencoder.get_weights()
+    with pytest.raises(NonFiniteLossError, match='epoch 1'):
+        train(models, container, config)
+    after = models.autoencoder.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))  # restored, not NaN
+
+
+def test_seeded_training_is_reproducible(datasets, tmp_path) -> None:
+    train_raw, _ = datasets
+    config = tiny_config(tmp_path, nepochs=1, n_groups=32, validation_split=0.0)
+    container = container_from_raw(train_raw, config)
+    losses = []
+    for _ in range(2):
+        seed_everything(config.seed)
+        models = create_model(config, container.probe)
+        losses.append(train(models, container, config)['train_loss'])
+    assert losses[0] == losses[1]
