@@ -9,12 +9,14 @@ same losses and weights on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
+import math
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import (Callback, EarlyStopping, LearningRateMonitor,
@@ -23,7 +25,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 
 from ptycho.config.config import TrainingConfig, to_dict
 from ptycho_torch import config_bridge
-from ptycho_torch.data import PtychoDataContainerTorch, PtychoDataModule
+from ptycho_torch.data import PtychoDataModule, as_torch_container
 from ptycho_torch.model import NonFiniteLossError, PtychoPINN_Lightning
 from ptycho_torch.persistence import save_bundle_torch
 
@@ -100,15 +102,34 @@ def _resume_path(resume: bool | str | os.PathLike[str], output_dir: Path) -> Pat
     return path
 
 
+@contextlib.contextmanager
+def _quiet_lightning(debug: bool) -> Iterator[None]:
+    """Hide Lightning's start-up banners (GPU/TPU availability, tips) unless debugging."""
+    names = ('lightning.pytorch.utilities.rank_zero', 'lightning.fabric.utilities.rank_zero',
+             'lightning.pytorch.accelerators.cuda')
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [lg.level for lg in loggers]
+    if not debug:
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def build_trainer(config: TrainingConfig, output_dir: Path, monitor: str,
                   max_time: timedelta | None = None, history: LossHistory | None = None,
-                  extra_callbacks: list[Callback] | None = None) -> pl.Trainer:
+                  extra_callbacks: list[Callback] | None = None,
+                  batches_per_epoch: int = 10, validate: bool = True) -> pl.Trainer:
     """Lightning trainer with the project's checkpointing, logging and stopping rules."""
     exp_logger = make_logger(config, output_dir)
     callbacks: list[Callback] = [
         history or LossHistory(),
         ModelCheckpoint(dirpath=str(output_dir / CHECKPOINT_DIR), filename='epoch{epoch:03d}',
-                        save_top_k=0, save_last=True, every_n_epochs=1),
+                        save_top_k=0, save_last=True, every_n_epochs=1,
+                        save_on_train_epoch_end=True),
     ]
     if exp_logger is not False:
         callbacks.append(LearningRateMonitor(logging_interval='epoch'))
@@ -120,22 +141,23 @@ def build_trainer(config: TrainingConfig, output_dir: Path, monitor: str,
         max_epochs=config.nepochs, max_time=max_time, deterministic=True,
         default_root_dir=str(output_dir), accelerator=config.accelerator, devices=1,
         logger=exp_logger, callbacks=callbacks, enable_progress_bar=config.debug,
-        enable_model_summary=config.debug, num_sanity_val_steps=0, log_every_n_steps=10,
-        enable_checkpointing=True)
+        enable_model_summary=config.debug, num_sanity_val_steps=0,
+        log_every_n_steps=max(1, min(10, batches_per_epoch)),
+        enable_checkpointing=True, limit_val_batches=None if validate else 0)
 
 
-def train_cdi_model_torch(train_data: PtychoDataContainerTorch,
-                          test_data: PtychoDataContainerTorch | None,
-                          config: TrainingConfig, *, resume: bool | str | os.PathLike[str] = False,
+def train_cdi_model_torch(train_data: Any, test_data: Any | None, config: TrainingConfig, *, resume: bool | str | os.PathLike[str] = False,
                           max_time: timedelta | None = None, save_bundle: bool = True,
                           extra_callbacks: list[Callback] | None = None) -> dict[str, Any]:
-    """Train on torch containers; returns history, models, trainer and artefact paths.
+    """Train on ``RawData`` or data containers; returns history, models, trainer and artefact paths.
 
     ``resume``: ``True`` continues from ``{output_dir}/checkpoints/last.ckpt`` (epochs
     count on to ``nepochs``), or give a checkpoint path. ``max_time`` stops training at a
     wall-clock limit (Lightning's ``Timer``). A non-finite loss raises
     :class:`NonFiniteLossError` naming the kept checkpoint.
     """
+    train_data = as_torch_container(train_data, config)
+    test_data = as_torch_container(test_data, config) if test_data is not None else None
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(config.seed, workers=True, verbose=False)
@@ -147,13 +169,15 @@ def train_cdi_model_torch(train_data: PtychoDataContainerTorch,
                                   with_truth=model_cfg.mode == 'supervised')
     module.monitor = 'val_loss' if datamodule.has_validation else 'train_loss'
     history = LossHistory()
-    trainer = build_trainer(config, output_dir, module.monitor, max_time, history,
-                            extra_callbacks)
+    batches = math.ceil(len(datamodule.train_set) / config.batch_size)
     ckpt = _resume_path(resume, output_dir)
     if ckpt is not None:
         logger.info('Resuming training from %s', ckpt)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+        with _quiet_lightning(config.debug):
+            trainer = build_trainer(config, output_dir, module.monitor, max_time, history,
+                                    extra_callbacks, batches, datamodule.has_validation)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
     except NonFiniteLossError as exc:
         kept = checkpoint_path(output_dir)
         where = f'last good checkpoint kept at {kept}' if kept.exists() else \
