@@ -25,6 +25,17 @@ from ptychodus.api.reconstruct import ReconstructInput
 
 logger = logging.getLogger(__name__)
 
+PTYCHODUS_TO_PINN_PX = 0.5
+"""Added to Ptychodus' object-pixel positions to get PtychoPINN patch centres.
+
+Ptychodus centres an N-pixel patch on pixel ``(N - 1) / 2`` (its patch at ``x`` starts at
+column ``x - (N - 1) / 2``); PtychoPINN centres it on pixel ``N / 2`` (start ``x - N/2``,
+DESIGN.md section 4). The same object pixels are therefore covered when
+``x_pinn = x_ptychodus + 1/2`` (and likewise for y), so a model sees the scene exactly as
+Ptychodus' own forward model does, and the stitched object lands on the Ptychodus grid
+without a half-pixel shift.
+"""
+
 
 @dataclass
 class ScanData:
@@ -82,7 +93,11 @@ def counts_to_amplitude(counts: NDArray, bad_pixels: NDArray | None,
 
 
 def scan_from_input(parameters: ReconstructInput) -> ScanData:
-    """Convert Ptychodus' reconstruct input to :class:`ScanData` (metres -> object px)."""
+    """Convert Ptychodus' reconstruct input to :class:`ScanData` (metres -> object px).
+
+    Positions: metres -> Ptychodus object pixels (``map_probe_positions_to_object_*``)
+    -> PtychoPINN patch centres (+ :data:`PTYCHODUS_TO_PINN_PX`).
+    """
     product = parameters.product
     patterns = parameters.diffraction_patterns
     if patterns.ndim != 3 or patterns.shape[-1] != patterns.shape[-2]:
@@ -98,9 +113,9 @@ def scan_from_input(parameters: ReconstructInput) -> ScanData:
         raise ValueError(f'product "{product.metadata.name}": the object is empty; build an '
                          f'object first (its pixel grid is where the result is stitched)')
     x_px = numpy.asarray(geometry.map_probe_positions_to_object_x_px(product.probe_positions),
-                         dtype=numpy.float64)
+                         dtype=numpy.float64) + PTYCHODUS_TO_PINN_PX
     y_px = numpy.asarray(geometry.map_probe_positions_to_object_y_px(product.probe_positions),
-                         dtype=numpy.float64)
+                         dtype=numpy.float64) + PTYCHODUS_TO_PINN_PX
     probe = numpy.asarray(product.probes.get_probe_no_opr().get_array())
     if probe.ndim == 3 and probe.shape[0] == 1:
         probe = probe[0]
@@ -129,7 +144,8 @@ def write_contract_npz(path: Path, scan: ScanData, *, include_object: bool = Tru
         'ycoords': scan.y_px,
         'xcoords_start': scan.x_px,
         'ycoords_start': scan.y_px,
-        'diff3d': scan.amplitudes,
+        'diffraction': scan.amplitudes,
+        'diffraction_units': numpy.array('amplitude'),
         'probeGuess': scan.probe,
         'scan_index': numpy.zeros(len(scan), dtype=numpy.int64),
     }

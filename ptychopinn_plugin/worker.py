@@ -33,6 +33,15 @@ class _PipeLogHandler(logging.Handler):
             pass
 
 
+def _builtin_base(exc: BaseException) -> str:
+    """Name of the nearest builtin class of ``exc`` (BundleError -> ValueError), so
+    Ptychodus gets an exception class it can import, with the worker's message."""
+    for cls in type(exc).__mro__:
+        if cls.__module__ == 'builtins':
+            return cls.__name__
+    return 'RuntimeError'
+
+
 def _warm_import(backend: str) -> dict[str, float]:
     """Import the framework now, so start-up cost is paid (and measured) once.
 
@@ -83,8 +92,9 @@ def serve(conn: Connection, cancel: Any, log_level: int, backend: str) -> None:
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to Ptychodus
             logger.debug('Request %s failed', kind, exc_info=True)
             try:
-                conn.send(('error', request_id, type(exc).__name__, str(exc),
-                           traceback.format_exc()))
+                conn.send(('error', request_id, _builtin_base(exc), str(exc),
+                           f'{type(exc).__module__}.{type(exc).__qualname__}: '
+                           + traceback.format_exc()))
             except (OSError, EOFError):
                 break
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
