@@ -51,22 +51,9 @@ class LoadedModel:
 
 def _require_backend(backend: str) -> None:
     """Fail fast with the dispatcher's actionable message when the framework is missing."""
-    try:
-        from ptycho.workflows import backend_selector
-    except ImportError:
-        backend_selector = None
-    check = getattr(backend_selector, 'ensure_backend_available', None)
-    if check is not None:
-        check(backend)
-        return
-    if backend == 'pytorch':
-        try:
-            import torch  # noqa: F401
-            import lightning  # noqa: F401
-        except ImportError as exc:
-            raise RuntimeError(
-                'PyTorch backend selected but torch module unavailable. Install PyTorch: '
-                f'pip install "torch>=2.2" "lightning>=2.2" ({exc})') from exc
+    from ptycho.workflows.backend_selector import backend_module
+
+    backend_module(backend)  # RuntimeError 'PyTorch backend selected but torch ...'
 
 
 def _copy_atomic(source: Path, target: Path) -> None:
@@ -319,6 +306,9 @@ class Engine:
             self._models.move_to_end(key)
             return model, True
         _require_backend(self.backend)
+        from ptycho.workflows.backend_selector import check_bundle_backend
+
+        check_bundle_backend(path, self.backend)  # ValueError naming both backends
         model = self._adapter.load(path)
         self._remember(key, model)
         return model, False

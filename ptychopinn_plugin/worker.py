@@ -50,11 +50,14 @@ def _warm_import(backend: str) -> dict[str, float]:
     """
     module = {'tensorflow': 'tensorflow', 'pytorch': 'torch'}.get(backend)
     tic = time.perf_counter()
-    if module is not None:
-        try:
+    try:
+        if module is not None:
             __import__(module)
-        except ImportError as exc:
-            logger.info('Backend %s: %s is not importable here (%s)', backend, module, exc)
+        from ptycho.workflows.backend_selector import backend_module
+
+        backend_module(backend)
+    except (ImportError, RuntimeError) as exc:
+        logger.info('Backend %s is not usable in this environment: %s', backend, exc)
     return {'framework_import_s': time.perf_counter() - tic}
 
 

@@ -1,0 +1,144 @@
+"""Headless Ptychodus through the launcher: ``-b train`` then ``-b reconstruct``, both backends.
+
+The scan is simulated, written with Ptychodus' own writers (counts, metres), trained on
+by the plugin inside Ptychodus' batch mode, and reconstructed from the saved model; the
+object Ptychodus writes must correlate with the ground truth. The training run also
+proves the wall: the Ptychodus process never imported TensorFlow or torch.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ptychodus.api.io import load_product
+
+import scenes
+from conftest import subprocess_env
+
+# Enough training for structure to appear on this small scan (measured on 2 CPU cores).
+EPOCHS = 12
+N_POSITIONS = 256
+MIN_PHASE_CORRELATION = 0.3
+
+TRAIN_IN_PROCESS = """
+import json, sys
+from ptychopinn_plugin.launcher import main
+rc = main(['-b', 'train', '-i', sys.argv[1], '-o', sys.argv[2]])
+frameworks = sorted(m for m in ('tensorflow', 'torch', 'keras', 'lightning')
+                    if sys.modules.get(m) is not None)
+print('RESULT ' + json.dumps({'rc': rc, 'frameworks': frameworks}))
+"""
+
+
+HIDE_TORCH = """
+import importlib.abc, importlib.machinery, sys
+
+class _Missing(importlib.abc.Loader):
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        raise ModuleNotFoundError(f"No module named {module.__name__!r}", name=module.__name__)
+
+class _HideTorch(importlib.abc.MetaPathFinder):
+    # 'import torch' fails as if it were not installed (find_spec still answers, so
+    # Ptychodus' own optional-library probes do not crash).
+    def find_spec(self, name, path=None, target=None):
+        if name.partition('.')[0] in ('torch', 'lightning'):
+            return importlib.machinery.ModuleSpec(name, _Missing())
+        return None
+
+sys.meta_path.insert(0, _HideTorch())
+"""
+
+
+def _settings(backend: str) -> dict[str, dict[str, object]]:
+    return {
+        'PtychoPINNDualBackend': {'Backend': backend},
+        'PtychoPINNDualModel': {'NumFiltersScale': 1},
+        'PtychoPINNDualTraining': {'NumEpochs': EPOCHS, 'BatchSize': 16,
+                                   'LearningRate': 0.002},
+    }
+
+
+@pytest.mark.parametrize('backend', ['tensorflow', 'pytorch'])
+def test_batch_train_then_reconstruct(backend: str, tmp_path: Path) -> None:
+    raw = scenes.simulate(N_POSITIONS, seed=11)
+    train_in = scenes.write_workflow_dir(tmp_path / 'train_in', raw, settings=_settings(backend))
+    train_out = tmp_path / 'train_out'
+    env = subprocess_env()
+
+    run = subprocess.run([sys.executable, '-c', TRAIN_IN_PROCESS, str(train_in), str(train_out)],
+                         env=env, capture_output=True, text=True, timeout=600)
+    lines = [line for line in run.stdout.splitlines() if line.startswith('RESULT ')]
+    assert lines, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(lines[-1][len('RESULT '):])
+    assert result['rc'] == 0, run.stdout[-3000:]
+    assert result['frameworks'] == [], 'the Ptychodus process imported a framework'
+    model = train_out / 'model.zip'
+    assert model.is_file()
+    assert f'"backend": "{backend}"' in _manifest(model)
+
+    # Reconstruct the same scan from a fresh Ptychodus: model<ext> beside the inputs.
+    shutil.copy(model, train_in / 'model.zip')
+    recon_out = tmp_path / 'recon_out'
+    run = subprocess.run([sys.executable, '-m', 'ptychopinn_plugin', '-b', 'reconstruct',
+                          '-i', str(train_in), '-o', str(recon_out)],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    products = sorted(recon_out.glob('product.*.h5'))
+    assert [p.name for p in products] == ['product.000001.h5']
+
+    product = load_product(products[0])
+    image = product.object_.get_layer(0)
+    assert image.shape == raw.objectGuess.shape
+    rows, cols = scenes.scanned_region(raw)
+    phase = scenes.correlation(np.angle(image[rows, cols]), np.angle(raw.objectGuess[rows, cols]))
+    amplitude = scenes.correlation(np.abs(image[rows, cols]),
+                                   np.abs(raw.objectGuess[rows, cols]))
+    print(f'{backend}: phase correlation {phase:.3f}, amplitude correlation {amplitude:.3f}')
+    assert phase > MIN_PHASE_CORRELATION
+
+
+def _manifest(path: Path) -> str:
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return archive.read('manifest.json').decode()
+
+
+def test_torch_missing_shows_the_dispatcher_message(tmp_path: Path) -> None:
+    """With torch hidden everywhere, choosing pytorch fails fast; Ptychodus keeps running."""
+    hide = tmp_path / 'hide_torch'
+    hide.mkdir()
+    (hide / 'sitecustomize.py').write_text(HIDE_TORCH)
+    raw = scenes.simulate(16, seed=4)
+    train_in = scenes.write_workflow_dir(tmp_path / 'in', raw, settings=_settings('pytorch'))
+    script = """
+import json, sys
+from pathlib import Path
+from ptychopinn_plugin.launcher import install
+install()
+from ptychodus.model import ModelCore
+with ModelCore() as model:
+    codes = [int(model.batch_mode_execute('train', Path(sys.argv[1]), Path(sys.argv[2])))
+             for _ in range(2)]
+print('RESULT ' + json.dumps({'codes': codes}))
+"""
+    env = subprocess_env(PYTHONPATH=f'{hide}:{subprocess_env()["PYTHONPATH"]}')
+    run = subprocess.run([sys.executable, '-c', script, str(train_in), str(tmp_path / 'out')],
+                         env=env, capture_output=True, text=True, timeout=300)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-3000:]
+    result = json.loads(output.split('RESULT ')[-1].splitlines()[0])
+    assert result['codes'] == [1, 1]  # ExitCode.FAILURE twice: no crash, no hang
+    assert ('Training failed: RuntimeError: PyTorch backend selected but torch module '
+            'unavailable') in output
+    assert 'pip install torch' in output
