@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 import scenes
-from conftest import make_library
 
 from ptychopinn_plugin.client import WorkerCrashedError
 
@@ -66,41 +65,39 @@ def test_worker_error_reaches_ptychodus_with_its_message(trained: object, tmp_pa
     assert _pid(trained) == pid
 
 
-def test_cancel_stops_training_promptly_and_keeps_the_worker(tmp_path: Path) -> None:
-    library = make_library('pytorch', nepochs=200)
+def test_cancel_stops_training_promptly_and_keeps_the_worker(trained: object, tmp_path: Path
+                                                            ) -> None:
+    library, pinn = trained.library, trained.pinn
+    library.settings.training.nepochs.set_value(200)
     try:
-        pinn = library.reconstructor('PINN')
-        raw = scenes.simulate(32, seed=8)
-        pinn.export_training_data(tmp_path / 'train_data.npz', scenes.reconstruct_input(raw))
-        training = pinn.train(tmp_path, tmp_path)
+        training = pinn.train(trained.model_path.parent / 'train_data.npz', tmp_path)
         first = next(training)  # one epoch done
         assert first.progress == 1 and pinn.get_progress_goal() == 200
-        client = library.workers.current()
-        pid = client.pid
+        pid = _pid(trained)
         tic = time.perf_counter()
         training.close()  # what Ptychodus does when the user presses Stop
         assert time.perf_counter() - tic < 30
-        assert client.pid == pid  # acknowledged at a batch boundary: not killed
+        assert _pid(trained) == pid  # it stopped at a batch boundary: not killed
         assert not (tmp_path / 'model.zip').exists()  # a cancelled run saves no model
-        assert not pinn.is_model_loaded()
-        assert client.call('ping')['pid'] == pid
+        assert pinn.model_path == trained.model_path  # the loaded model is kept
+        assert library.workers.current().call('ping')['pid'] == pid
     finally:
-        library.shutdown()
+        library.settings.training.nepochs.set_value(1)
 
 
-def test_worker_killed_during_training_raises_then_recovers(tmp_path: Path) -> None:
-    library = make_library('pytorch', nepochs=200)
+def test_worker_killed_during_training_raises_then_recovers(trained: object, tmp_path: Path
+                                                           ) -> None:
+    library, pinn = trained.library, trained.pinn
+    library.settings.training.nepochs.set_value(200)
     try:
-        pinn = library.reconstructor('PINN')
-        raw = scenes.simulate(32, seed=9)
-        pinn.export_training_data(tmp_path / 'train_data.npz', scenes.reconstruct_input(raw))
-        training = pinn.train(tmp_path, tmp_path)
+        training = pinn.train(trained.model_path.parent / 'train_data.npz', tmp_path)
         next(training)
-        pid = library.workers.current().pid
+        pid = _pid(trained)
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(WorkerCrashedError, match=f'pid {pid}.*restarted on the next call'):
             for _ in range(1000):  # epochs finished before the kill may still be queued
                 next(training)
-        assert library.workers.current().call('ping')['pid'] != pid
+        assert not library.workers.current().is_alive()
+        assert pinn.model_path == trained.model_path
     finally:
-        library.shutdown()
+        library.settings.training.nepochs.set_value(1)
