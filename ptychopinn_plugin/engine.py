@@ -83,12 +83,15 @@ class _TensorFlow:
         models, config = load_inference_models(path)  # a bundle zip of any name
         return LoadedModel(models, config, float(models.intensity_scale), path)
 
-    def predict(self, model: LoadedModel, raw: Any, config: InferenceConfig
-                ) -> tuple[Any, np.ndarray]:
+    def group(self, raw: Any, config: InferenceConfig) -> Any:
         from ptycho.loader import container_from_raw
+
+        return container_from_raw(raw, config)
+
+    def predict(self, model: LoadedModel, container: Any, config: InferenceConfig
+                ) -> tuple[Any, np.ndarray]:
         from ptycho.workflows.components import predict_objects
 
-        container = container_from_raw(raw, config)
         patches = predict_objects(model.models, container)[..., 0]
         return patches, np.asarray(container.global_offsets, np.float64).reshape(-1, 2)
 
@@ -147,12 +150,15 @@ class _PyTorch:
         return LoadedModel(models, config,
                            float(models['lightning_module'].intensity_scale), path)
 
-    def predict(self, model: LoadedModel, raw: Any, config: InferenceConfig
-                ) -> tuple[Any, np.ndarray]:
+    def group(self, raw: Any, config: InferenceConfig) -> Any:
         from ptycho_torch.data import as_torch_container
+
+        return as_torch_container(raw, config)
+
+    def predict(self, model: LoadedModel, container: Any, config: InferenceConfig
+                ) -> tuple[Any, np.ndarray]:
         from ptycho_torch.inference import reconstruct_groups
 
-        container = as_torch_container(raw, config)
         objects = reconstruct_groups(model.models['diffraction_to_obj'], container,
                                      model.intensity_scale, config.batch_size)
         return objects, container.global_offsets.numpy().astype(np.float64).reshape(-1, 2)
@@ -252,13 +258,18 @@ class Engine:
                                  batch_size=settings.batch_size,
                                  neighbor_count=settings.neighbor_count,
                                  n_groups=None, sequential_sampling=True)
+        from ptycho import params
+        from ptycho.config.config import update_legacy_dict
+
+        update_legacy_dict(params.cfg, config)
         tic = time.perf_counter()
         raw = RawData(scan.x_px, scan.y_px, None, None, scan.amplitudes, scan.probe, None,
                       source=scan.source, diffraction_units='amplitude',
                       diffraction_key='diffraction')
-        timings['prepare_s'] = time.perf_counter() - tic
+        container = self._adapter.group(raw, config)
+        timings['prepare_s'] = time.perf_counter() - tic  # validation, grouping, normalising
         tic = time.perf_counter()
-        patches, positions = self._adapter.predict(model, raw, config)
+        patches, positions = self._adapter.predict(model, container, config)
         timings['inference_s'] = time.perf_counter() - tic
         tic = time.perf_counter()
         M = trained.N // 2

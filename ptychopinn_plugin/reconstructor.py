@@ -139,9 +139,16 @@ class PinnReconstructor(TrainableReconstructor):
         if info.model_type not in (None, self._model_type):
             raise ValueError(f'{file_path}: this is a {info.model_type} model; select the '
                              f'{info.model_type} algorithm to use it')
+        client = self._workers.client(backend)
+        starts = client.starts
+        tic = time.perf_counter()
+        result = client.call('load', {'bundle': str(info.path),
+                                      'config': self._inference_config(info)})
         self._model = info
-        self._workers.client(backend).call('load', {'bundle': str(info.path),
-                                                    'config': self._inference_config(info)})
+        self.last_timings = {
+            'worker_start_s': client.timings.worker_start_s if client.starts != starts else 0.0,
+            'model_load_s': 0.0 if result['cached'] else result['load_s'],
+            'total_s': time.perf_counter() - tic}
         logger.info('Loaded %s model %s (N=%s, gridsize=%s)', backend, info.path, info.N,
                     info.gridsize)
 
@@ -235,8 +242,8 @@ class PinnReconstructor(TrainableReconstructor):
         timings['total_s'] = time.perf_counter() - tic
         self.last_timings = timings
         if result.get('uncovered'):
-            logger.warning('%d object pixels are not covered by any scan position; they are '
-                           'left at 0', result['uncovered'])
+            logger.info('%d object pixels are not covered by any scan position; they are '
+                        'left at 0', result['uncovered'])
         logger.info('Reconstructed %d patterns: %s', len(scan),
                     ', '.join(f'{k}={v:.3f}' for k, v in timings.items()))
         yield ReconstructOutput(result_product(parameters, result['image']), progress=1)
