@@ -329,7 +329,8 @@ def _truth_of(data: Any) -> Any:
     return data.raw.objectGuess
 
 
-def _load_truth(path: Path):
+def _load_truth(path: Path) -> tuple[Any, Any]:
+    """``(objectGuess, positions_xy or None)`` from a ground-truth NPZ."""
     import numpy as np
 
     if not path.exists():
@@ -340,11 +341,15 @@ def _load_truth(path: Path):
                 raise ValueError(f'{path}: key "objectGuess": expected the complex ground-truth '
                                  f'object, found no such key (keys: {sorted(data.files)})')
             truth = np.squeeze(np.asarray(data['objectGuess']))
+            positions = None
+            if 'xcoords' in data.files and 'ycoords' in data.files:
+                positions = np.stack([np.asarray(data['xcoords'], np.float64).ravel(),
+                                      np.asarray(data['ycoords'], np.float64).ravel()], axis=1)
     except (OSError, EOFError) as exc:
         raise ValueError(f'{path}: not a readable NPZ file ({exc})') from exc
     if truth.ndim != 2:
         raise ValueError(f'{path}: key "objectGuess": expected a 2-D array, found {truth.shape}')
-    return truth
+    return truth, positions
 
 
 def _print_report(report: Any, heading: str) -> None:
@@ -438,7 +443,12 @@ def run_training(config: TrainingConfig, train: Any, test: Any | None, *, resume
     selector = _backend_selector()
     fn = selector.run_cdi_example_with_backend
     if resume and not _accepts(fn, 'resume'):
-        raise UsageError('--resume is not supported by this installation\'s training entry')
+        # The dispatcher has no resume keyword: ask it for the backend module and call the
+        # backend's own entry, which continues from {output_dir}/checkpoints/last.ckpt.
+        module = selector.backend_module(config.backend)
+        fn = getattr(module, 'run_cdi_example_torch', None)
+        if fn is None or not _accepts(fn, 'resume'):
+            raise UsageError(f'--resume is not supported by the {config.backend} backend')
     optional: dict[str, Any] = {'progress': progress}
     if resume:
         optional['resume'] = True
@@ -571,7 +581,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     if test.raw.N != bundle_N:
         raise ValueError(f'{test.path}: patterns are {test.raw.N}x{test.raw.N} but the model in '
                          f'{model_dir} was trained on {bundle_N}x{bundle_N}')
-    truth = _load_truth(args.ground_truth) if args.ground_truth else _truth_of(test)
+    truth = _load_truth(args.ground_truth)[0] if args.ground_truth else _truth_of(test)
     output_dir = Path(config.output_dir)
     _say(f'Reconstructing {len(test.raw)} patterns with the {bundle_backend} model in '
          f'{model_dir}')
@@ -592,11 +602,12 @@ def cmd_infer(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ptycho.run_outputs import (
         OutputReport, compare_to_truth, format_metrics, load_reconstruction,
-        write_comparison_outputs,
+        place_by_positions, write_comparison_outputs,
     )
 
     recon = load_reconstruction(args.reconstruction)
-    truth = _load_truth(args.ground_truth)
+    truth, positions = _load_truth(args.ground_truth)
+    place_by_positions(recon, positions)
     comparison = compare_to_truth(recon, truth)
     _say(f'{args.reconstruction} vs {args.ground_truth} ({comparison.n_pixels} pixels '
          f'compared, phase offset removed, registered):')

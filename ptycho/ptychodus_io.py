@@ -275,11 +275,16 @@ def write_product(path: str | os.PathLike[str], obj: ArrayLike, origin_xy: Seque
 
 @dataclass
 class ProductObject:
-    """The object of a product file, with its canvas origin in the NPZ pixel frame."""
+    """The object of a product file, with its canvas origin in the NPZ pixel frame.
+
+    ``origin_xy`` assumes the product was made from NPZ input (placeholder frame); the
+    scan positions let a caller that knows them in object pixels place it exactly.
+    """
 
     obj: NDArray[np.complexfloating]
     origin_xy: tuple[float, float]
     pixel_size_m: float
+    positions_canvas_xy: NDArray[np.float64]  # scan positions in canvas pixels
 
 
 def read_product_object(path: str | os.PathLike[str]) -> ProductObject:
@@ -296,4 +301,8 @@ def read_product_object(path: str | os.PathLike[str]) -> ProductObject:
     obj = np.asarray(product.object_.get_layer(0))
     frame = Frame(pixel_size_m=float(geometry.pixel_width_m))
     origin = frame.canvas_origin_px((geometry.center_x_m, geometry.center_y_m), obj.shape)
-    return ProductObject(obj=obj, origin_xy=origin, pixel_size_m=frame.pixel_size_m)
+    positions = np.stack([geometry.map_probe_positions_to_object_x_px(product.probe_positions),
+                          geometry.map_probe_positions_to_object_y_px(product.probe_positions)],
+                         axis=1).astype(np.float64)
+    return ProductObject(obj=obj, origin_xy=origin, pixel_size_m=frame.pixel_size_m,
+                         positions_canvas_xy=positions)

@@ -114,7 +114,8 @@ def load_reconstruction(path: str | os.PathLike[str]) -> Reconstruction:
 
         product = read_product_object(path)
         return Reconstruction(obj=product.obj, origin_xy=product.origin_xy,
-                              pixel_size_m=product.pixel_size_m)
+                              pixel_size_m=product.pixel_size_m,
+                              extra={'positions_canvas_xy': product.positions_canvas_xy})
     try:
         with np.load(path, allow_pickle=False) as data:
             if 'object' not in data.files:
@@ -133,6 +134,27 @@ def load_reconstruction(path: str | os.PathLike[str]) -> Reconstruction:
                          f'{obj.dtype} {obj.shape}')
     return Reconstruction(obj=obj, coverage=coverage, origin_xy=origin,  # type: ignore[arg-type]
                           positions_xy=positions)
+
+
+def place_by_positions(recon: Reconstruction, truth_positions_xy: NDArray | None) -> None:
+    """Set ``recon.origin_xy`` from the scan positions when both sides know them.
+
+    A product file records positions in its own frame; the ground-truth NPZ records the
+    same scan in object pixels. Their mean difference is the canvas origin, whichever
+    frame the product was written in.
+    """
+    canvas = recon.extra.get('positions_canvas_xy')
+    if canvas is None or truth_positions_xy is None:
+        return
+    canvas = np.asarray(canvas, dtype=np.float64).reshape(-1, 2)
+    truth_xy = np.asarray(truth_positions_xy, dtype=np.float64).reshape(-1, 2)
+    if canvas.shape != truth_xy.shape or len(canvas) == 0:
+        return
+    delta = truth_xy - canvas
+    if np.ptp(delta, axis=0).max() > 1e-3:
+        logger.debug('positions differ by more than a shift; keeping the recorded origin')
+        return
+    recon.origin_xy = (float(delta[:, 0].mean()), float(delta[:, 1].mean()))
 
 
 def crop_truth(truth: NDArray, origin_xy: Sequence[float] | None, shape: tuple[int, int]
