@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from datetime import timedelta
 from typing import Any
 
 import keras
@@ -83,6 +85,24 @@ class _NonFiniteGuard(keras.callbacks.Callback):
                         '' if val is None else f' val_loss {float(val):.6g}', lr)
 
 
+class _TimeLimit(keras.callbacks.Callback):
+    """Stop after ``seconds`` of training (checked after every batch)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.start = 0.0
+        self.reached = False
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if time.perf_counter() - self.start >= self.seconds:
+            self.reached = True
+            self.model.stop_training = True
+
+
 def _inputs(container: PtychoDataContainer) -> list[np.ndarray]:
     return [np.asarray(container.X, dtype=np.float32),
             np.asarray(container.local_offsets, dtype=np.float32)]
@@ -118,8 +138,11 @@ def compile_models(models: PtychoModels, config: TrainingConfig) -> None:
 
 def train(models: PtychoModels, train_container: PtychoDataContainer, config: TrainingConfig,
           test_container: PtychoDataContainer | None = None,
-          callbacks: list[keras.callbacks.Callback] | None = None) -> dict[str, list[float]]:
+          callbacks: list[keras.callbacks.Callback] | None = None,
+          max_time: float | timedelta | None = None) -> dict[str, list[float]]:
     """Fit ``models.autoencoder``; return ``{'train_loss': [...], 'val_loss': [...]}`` per epoch.
+
+    ``max_time`` (seconds or a timedelta) stops training once that much time has passed.
 
     Raises :class:`NonFiniteLossError` (weights restored to the last finite epoch) when the
     loss becomes NaN/Inf.
@@ -150,6 +173,9 @@ def train(models: PtychoModels, train_container: PtychoDataContainer, config: Tr
         cbs.append(keras.callbacks.EarlyStopping(
             monitor=monitor, patience=config.early_stopping_patience,
             restore_best_weights=True, verbose=1 if config.debug else 0))
+    if max_time is not None:
+        seconds = max_time.total_seconds() if isinstance(max_time, timedelta) else float(max_time)
+        cbs.append(_TimeLimit(seconds))
     cbs.extend(callbacks or [])
 
     logger.info('Training TensorFlow PtychoPINN: %d groups (%d validation), %d epochs, '

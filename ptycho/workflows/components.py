@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +49,13 @@ def _inference_grouping(config: TrainingConfig | InferenceConfig
 
 
 # --------------------------------------------------------------------------- training
-def train_cdi_model(train_data: Any, test_data: Any | None, config: TrainingConfig
-                    ) -> dict[str, Any]:
-    """Group and normalise the data, build a fresh model, fit it.
+def train_cdi_model(train_data: Any, test_data: Any | None, config: TrainingConfig, *,
+                    max_time: float | timedelta | None = None) -> dict[str, Any]:
+    """Group and normalise the data, build a fresh model, fit it (for at most ``max_time``).
 
-    Returns ``results`` with ``history``, ``models`` (``{'autoencoder', 'diffraction_to_obj'}``),
-    ``ptycho_models`` (:class:`ptycho.model.PtychoModels`), ``train_container``,
+    Returns ``results`` with ``history``, ``models`` (``autoencoder``, ``diffraction_to_obj``
+    and ``ptycho_models``, the :class:`ptycho.model.PtychoModels` holding both and the
+    trained intensity scale), ``ptycho_models``, ``train_container``,
     ``test_container``, ``intensity_scale``, ``config`` and ``backend``.
     """
     from ptycho.model import create_model
@@ -67,11 +69,11 @@ def train_cdi_model(train_data: Any, test_data: Any | None, config: TrainingConf
         test_container = container_from_raw(test_data, _inference_grouping(config))
     seed_everything(config.seed)
     models = create_model(config, train_container.probe)
-    history = train(models, train_container, config, test_container)
+    history = train(models, train_container, config, test_container, max_time=max_time)
     params.cfg['intensity_scale'] = models.intensity_scale
     return {
         'history': history,
-        'models': models.as_dict(),
+        'models': {**models.as_dict(), 'ptycho_models': models},
         'ptycho_models': models,
         'train_container': train_container,
         'test_container': test_container,
