@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (see ptycho_torch)
 
 from ptycho.config.config import InferenceConfig, ModelConfig, TrainingConfig  # noqa: E402
 from ptycho.physics import COVERAGE_EPS, canvas_geometry  # noqa: E402
@@ -47,8 +48,16 @@ def train_pytorch(train: Any, test: Any | None, config: TrainingConfig, minutes:
     return train_cdi_model_torch(train, test, config, max_time=timedelta(minutes=minutes))
 
 
+def train_tensorflow(train: Any, test: Any | None, config: TrainingConfig, minutes: float
+                     ) -> dict[str, Any]:
+    from ptycho.workflows.components import train_cdi_model
+
+    return train_cdi_model(train, test, config, max_time=timedelta(minutes=minutes))
+
+
 TRAINERS: dict[str, Callable[[Any, Any, TrainingConfig, float], dict[str, Any]]] = {
     'pytorch': train_pytorch,
+    'tensorflow': train_tensorflow,
 }
 
 

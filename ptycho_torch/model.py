@@ -118,11 +118,15 @@ class PtychoNet(nn.Module):
                                    config.N, config.pad_object, config.probe_big)
         self.decoder_phase = Decoder(widths[-1], steps, C, PiTanh(), config.N,
                                      config.pad_object, config.probe_big)
-        # channels_last convolutions run ~1.5x faster on CPU (oneDNN); measured in bench/speed.py.
-        self.to(memory_format=torch.channels_last)
+        self.set_channels_last(True)
+
+    def set_channels_last(self, enabled: bool) -> None:
+        """channels_last convolutions run ~1.5x faster on CPU (oneDNN); see bench/speed.py."""
+        self.memory_format = torch.channels_last if enabled else torch.contiguous_format
+        self.to(memory_format=self.memory_format)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        z = self.encoder(x.contiguous(memory_format=torch.channels_last))
+        z = self.encoder(x.contiguous(memory_format=self.memory_format))
         return (self.decoder_amp(z).contiguous(), self.decoder_phase(z).contiguous())
 
 

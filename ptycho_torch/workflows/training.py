@@ -46,6 +46,8 @@ class LossHistory(Callback):
         for key in ('train_loss', 'val_loss'):
             if key in metrics:
                 self.history[key].append(float(metrics[key]))
+        logger.info('epoch %d: %s', trainer.current_epoch,
+                    ', '.join(f'{k} {v[-1]:.6g}' for k, v in self.history.items() if v))
 
     def state_dict(self) -> dict[str, Any]:
         return {'history': {k: list(v) for k, v in self.history.items()}}

@@ -135,3 +135,16 @@ def test_translate_gradient_is_exact():
     images = torch.randn(2, 6, 6, dtype=torch.float64, requires_grad=True)
     shifts = torch.tensor([[0.3, -1.7], [2.2, 0.6]], dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda im: tp.translate(im, shifts), (images,))
+
+
+@pytest.mark.parametrize('gridsize', [1, 2])
+def test_ground_truth_explains_the_measurements(gridsize, tmp_path):
+    """Loader normalisation + torch forward model: the true object reproduces X up to one scale."""
+    from _torch_data import tiny_config, tiny_raw
+    from ptycho_torch.data import as_torch_container
+
+    container = as_torch_container(tiny_raw(), tiny_config(tmp_path, gridsize=gridsize))
+    predicted = tp.far_field_amplitude(container.probe * container.Y)
+    scale = (predicted * container.X).sum() / predicted.square().sum()
+    residual = (container.X - scale * predicted).norm() / container.X.norm()
+    assert float(residual) < 0.01  # only Poisson noise remains (1e9 photons)
