@@ -158,6 +158,19 @@ class FarFieldAmplitude(keras.layers.Layer):
         return _channels_last(tf_helper.far_field_amplitude(_channels_first(psi)))
 
 
+class InferenceModel(keras.Model):
+    """Functional model whose ``predict`` is quiet by default.
+
+    Ptychodus' built-in integration calls ``predict`` without ``verbose`` in its worker;
+    Keras would print a progress bar per call there.
+    """
+
+    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0,
+                steps: int | None = None, callbacks: Any = None) -> Any:
+        return super().predict(x, batch_size=batch_size, verbose=verbose, steps=steps,
+                               callbacks=callbacks)
+
+
 # --------------------------------------------------------------------------- network
 def filter_widths(config: ModelConfig) -> list[int]:
     """``w_k = 16 * n_filters_scale * 2**k`` for the L = log2(N) - 3 levels."""
@@ -297,9 +310,6 @@ def create_model(config: TrainingConfig | InferenceConfig | ModelConfig, probe: 
     if probe.shape != (N, N):
         raise ValueError(f'create_model: probe must have shape ({N}, {N}) to match '
                          f'config.model.N={N}, found {probe.shape}')
-    if model_cfg.gaussian_smoothing_sigma:
-        logger.warning('create_model: gaussian_smoothing_sigma=%g is accepted for compatibility '
-                       'but not applied by this network', model_cfg.gaussian_smoothing_sigma)
     s0 = photon_scale(float(nphotons), N)
     support = (tf_helper.physics.central_window_mask(N) if model_cfg.pad_object
                else np.ones((N, N)))
@@ -338,7 +348,7 @@ def create_model(config: TrainingConfig | InferenceConfig | ModelConfig, probe: 
     amp_i, phase_i = trunk(scale(Xs_in, mode='unscale'))
     obj_i = ComplexObject(name='object_inf')(scale(amp_i, mode='gain'), phase_i)
     obj_out = GroupObject(support, name='group_object')(obj_i, offs_in)
-    diffraction_to_obj = keras.Model([Xs_in, offs_in], obj_out, name='diffraction_to_obj')
+    diffraction_to_obj = InferenceModel([Xs_in, offs_in], obj_out, name='diffraction_to_obj')
 
     logger.info('Built PtychoPINN (TensorFlow) N=%d C=%d widths=%s params=%d', N, C,
                 filter_widths(model_cfg), autoencoder.count_params())

@@ -83,6 +83,11 @@ def test_train_save_load_infer(trained, datasets) -> None:
 
     amp2, phase2, recon = components.reassemble_cdi_image(test_raw, config, models=None)
     np.testing.assert_allclose(amp2, amp, rtol=1e-5, atol=1e-6)
+    # The bare loaded Keras model carries its trained scale (params.cfg now holds the
+    # untrained photon scale again, written by update_legacy_dict(TrainingConfig)).
+    amp3, _, _ = components.reassemble_cdi_image(test_raw, config, models=model)
+    assert params.get('intensity_scale') != pytest.approx(results['intensity_scale'])
+    np.testing.assert_allclose(amp3, amp, rtol=1e-5, atol=1e-6)
     pngs = components.save_outputs(amp2, phase2, {**results, **recon}, out / 'pngs')
     assert {p.name for p in pngs} == {'reconstructed_amplitude.png', 'reconstructed_phase.png',
                                       'loss_curve.png'}

@@ -141,15 +141,24 @@ def _resolve_models(models: Any, config: TrainingConfig | InferenceConfig) -> An
     return models
 
 
+def model_intensity_scale(net: Any) -> float:
+    """The trained intensity scale held by a ``diffraction_to_obj`` Keras model."""
+    try:
+        layer = net.get_layer('intensity_scale')
+    except ValueError:
+        return float(params.get('intensity_scale'))
+    return float(np.exp(float(np.asarray(layer.log_scale))))
+
+
 def predict_objects(models: Any, container: PtychoDataContainer,
                     intensity_scale: float | None = None) -> np.ndarray:
-    """Complex object patches (B, N, N, 1) for a container, one forward pass per group."""
-    if hasattr(models, 'diffraction_to_obj'):
-        scale = models.intensity_scale if intensity_scale is None else intensity_scale
-        net = models.diffraction_to_obj
-    else:
-        scale = params.get('intensity_scale') if intensity_scale is None else intensity_scale
-        net = models
+    """Complex object patches (B, N, N, 1) for a container, one forward pass per group.
+
+    The input is scaled by the model's own trained intensity scale unless one is given
+    (``params.cfg`` may hold the untrained photon scale after ``update_legacy_dict``).
+    """
+    net = models.diffraction_to_obj if hasattr(models, 'diffraction_to_obj') else models
+    scale = model_intensity_scale(net) if intensity_scale is None else intensity_scale
     X = np.asarray(container.X, dtype=np.float32) * np.float32(scale)
     offsets = np.asarray(container.local_offsets, dtype=np.float32)
     return np.asarray(net.predict([X, offsets], batch_size=PREDICT_BATCH, verbose=0))
