@@ -273,7 +273,7 @@ class PtychoModels:
 
     @property
     def intensity_scale(self) -> float:
-        """Trained ``s = exp(log_scale)``: multiply normalised X by it for ``diffraction_to_obj``."""
+        """Trained ``s = exp(log_scale)``: ``diffraction_to_obj`` takes normalised X times s."""
         return float(np.exp(float(self.scale_layer.log_scale.numpy())))
 
     @property

@@ -268,7 +268,8 @@ def stitch(patches: TensorLike, positions_xy: TensorLike, M: int,
 
 
 def reassemble_position(obj: TensorLike, global_offsets: TensorLike, M: int = 20,
-                        return_coverage: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                        return_coverage: bool = False
+                        ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Legacy stitcher: object patches (B, N, N, 1) at global offsets (B, 1, 2, 1) -> (H, W, 1).
 
     Returns a complex64 numpy image on the :func:`ptycho.physics.canvas_geometry` canvas;
@@ -277,7 +278,8 @@ def reassemble_position(obj: TensorLike, global_offsets: TensorLike, M: int = 20
     patches = np.asarray(obj)
     if patches.ndim == 4:
         if patches.shape[-1] != 1:
-            raise ValueError(f'reassemble_position: obj must be (B, N, N, 1), found {patches.shape}')
+            raise ValueError(f'reassemble_position: obj must be (B, N, N, 1), '
+                             f'found {patches.shape}')
         patches = patches[..., 0]
     if patches.ndim != 3 or patches.shape[-1] != patches.shape[-2]:
         raise ValueError(f'reassemble_position: obj must be (B, N, N, 1), found {np.shape(obj)}')

@@ -67,7 +67,8 @@ class _NonFiniteGuard(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get('loss')
         if loss is not None and not math.isfinite(float(loss)):
-            self.failure = f'training loss became {float(loss)} at epoch {self.epoch + 1}, batch {batch + 1}'
+            self.failure = (f'training loss became {float(loss)} at epoch {self.epoch + 1}, '
+                            f'batch {batch + 1}')
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -195,7 +196,8 @@ def train(models: PtychoModels, train_container: PtychoDataContainer, config: Tr
         finite = {k: [v for v in vals if math.isfinite(v)] for k, vals in history.items()}
         raise NonFiniteLossError(
             f'TensorFlow training stopped: {guard.failure}. The weights after the last finite '
-            f'epoch ({len(finite["train_loss"])} of {n_good} completed) were restored. Lower learning_rate '
-            f'(now {config.learning_rate}) or check the data for NaN/Inf or bad normalisation.',
+            f'epoch ({len(finite["train_loss"])} of {n_good} completed) were restored. Lower '
+            f'learning_rate (now {config.learning_rate}) or check the data for NaN/Inf or bad '
+            f'normalisation.',
             finite)
     return history

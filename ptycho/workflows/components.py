@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 
 from ptycho import figures, params, physics
-from ptycho.config.config import (InferenceConfig, ModelConfig, TrainingConfig, to_dict,
-                                  update_legacy_dict)
+from ptycho.config.config import InferenceConfig, TrainingConfig, to_dict, update_legacy_dict
 from ptycho.loader import PtychoDataContainer, container_from_raw
 
 logger = logging.getLogger(__name__)
@@ -59,7 +58,7 @@ def train_cdi_model(train_data: Any, test_data: Any | None, config: TrainingConf
     ``test_container``, ``intensity_scale``, ``config`` and ``backend``.
     """
     from ptycho.model import create_model
-    from ptycho.train_pinn import seed_everything, train
+    from ptycho.train_pinn import NonFiniteLossError, seed_everything, train
 
     config = _with_size(config, train_data)
     update_legacy_dict(params.cfg, config)
@@ -69,7 +68,12 @@ def train_cdi_model(train_data: Any, test_data: Any | None, config: TrainingConf
         test_container = container_from_raw(test_data, _inference_grouping(config))
     seed_everything(config.seed)
     models = create_model(config, train_container.probe)
-    history = train(models, train_container, config, test_container, max_time=max_time)
+    try:
+        history = train(models, train_container, config, test_container, max_time=max_time)
+    except NonFiniteLossError as exc:
+        exc.models = models  # weights already restored to the last finite epoch
+        exc.config = config
+        raise
     params.cfg['intensity_scale'] = models.intensity_scale
     return {
         'history': history,
@@ -99,8 +103,17 @@ def run_cdi_example(train_data: Any, test_data: Any | None, config: TrainingConf
     """
     from ptycho import model_manager
 
+    from ptycho.train_pinn import NonFiniteLossError
+
     update_legacy_dict(params.cfg, config)
-    results = train_cdi_model(train_data, test_data, config)
+    try:
+        results = train_cdi_model(train_data, test_data, config)
+    except NonFiniteLossError as exc:
+        good = getattr(exc, 'models', None)
+        if good is not None and _should_autosave(config.output_dir):
+            path = model_manager.save_models(good, exc.config, config.output_dir)
+            logger.error('Training diverged; the last finite-epoch model was saved to %s', path)
+        raise
     config = results['config']
     models = results['ptycho_models']
     model_manager.register_trained(models, config)
