@@ -10,6 +10,7 @@ training ends with status 130 and the command that resumes it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import shlex
@@ -55,7 +56,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports errors as one line (no usage dump) through :class:`UsageError`."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f'{self.prog}: {message} (see {self.prog} --help)')
+        raise UsageError(f'{message} (see {self.prog} --help)')
 
 
 def _say(text: str = '') -> None:
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser('train', help='train a model (and reconstruct the test data)',
+                       allow_abbrev=False,
                        description='Train on an NPZ file or Ptychodus files. Every config field '
                                    'is a flag; --config YAML is the base, flags win. The '
                                    'resolved config is saved as OUTPUT_DIR/config.yaml.')
@@ -107,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(p, TrainingConfig)
     _common(p)
 
-    p = sub.add_parser('infer', help='reconstruct a scan with a trained model', **kw,
+    p = sub.add_parser('infer', help='reconstruct a scan with a trained model',
+                       allow_abbrev=False,
                        description='Reconstruct and stitch a scan with a trained model. The '
                                    'backend is read from the model bundle.')
     p.add_argument('--config', type=Path, help='YAML file with InferenceConfig fields')
@@ -452,8 +455,25 @@ def run_training(config: TrainingConfig, train: Any, test: Any | None, *, resume
     optional: dict[str, Any] = {'progress': progress}
     if resume:
         optional['resume'] = True
-    return _call(fn, train.raw, None if test is None else test.raw, config,
-                 do_stitching=test is not None, optional=optional)
+    return _call(fn, train.raw, None if test is None else test.raw,
+                 _with_progress(config, progress), do_stitching=test is not None,
+                 optional=optional)
+
+
+def _with_progress(config: TrainingConfig, progress: str) -> TrainingConfig:
+    """The config the backend runs with, so that it reports progress the right way.
+
+    Both backends report per-epoch progress only with ``debug`` on (Keras: one line per
+    epoch; Lightning: a progress bar). On a terminal that is what we want; when output
+    is piped, Lightning's bar would flood the log, so the torch backend's per-epoch log
+    line is shown instead. The saved config.yaml keeps the user's own ``debug`` value.
+    """
+    if config.debug or progress == 'off':
+        return config
+    if progress == 'lines' and config.backend == 'pytorch':
+        logging.getLogger('ptycho_torch.workflows.training').setLevel(logging.INFO)
+        return config
+    return dataclasses.replace(config, debug=True)
 
 
 def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -700,7 +720,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = '-v' in argv or '--verbose' in argv
     try:
-        args = build_parser().parse_args(argv)
+        args, extra = build_parser().parse_known_args(argv)
+        if extra:
+            raise UsageError(f'unrecognized arguments: {" ".join(extra)} '
+                             f'(see {PROG} {args.command} --help)')
         _setup_logging(args.verbose, args.quiet)
         if args.command == 'simulate':
             return cmd_simulate(args)
