@@ -29,7 +29,6 @@ class Registration:
 
     libraries: 'weakref.WeakKeyDictionary[Any, Any]' = field(
         default_factory=weakref.WeakKeyDictionary)
-    created: list[Any] = field(default_factory=list)
 
     def library_for(self, algorithm_parameter: Any) -> Any:
         return self.libraries.get(algorithm_parameter)
@@ -54,7 +53,6 @@ def install() -> Registration:
         core = original_core(task_manager, settings_registry, product_api,
                              [*algorithm_libraries, library])
         registration.libraries[core.algorithm_parameter] = library
-        registration.created.append(weakref.ref(library))
         return core
 
     original_controller = controller_core.ProcessingController
