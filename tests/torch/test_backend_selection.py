@@ -121,7 +121,15 @@ def test_tensorflow_backend_routes_correctly(tmp_path: Path) -> None:
     assert not report['torch_loaded'], 'the TensorFlow route imported torch'
 
 
-def test_invalid_backend_raises_value_error() -> None:
+@pytest.fixture
+def restore_params():
+    saved = dict(params.cfg)
+    yield
+    params.cfg.clear()
+    params.cfg.update(saved)
+
+
+def test_invalid_backend_raises_value_error(restore_params) -> None:
     from ptycho.workflows import backend_selector
 
     config = TrainingConfig(model=ModelConfig(N=64), nepochs=7)
