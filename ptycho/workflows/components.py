@@ -102,7 +102,6 @@ def run_cdi_example(train_data: Any, test_data: Any | None, config: TrainingConf
     ``do_stitching`` and ``test_data`` are given. ``M`` defaults to N // 2.
     """
     from ptycho import model_manager
-
     from ptycho.train_pinn import NonFiniteLossError
 
     update_legacy_dict(params.cfg, config)
