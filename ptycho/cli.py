@@ -139,20 +139,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--backend', choices=BACKENDS, default='pytorch')
     p.add_argument('--positions', type=_positive_int, default=DEMO.n_positions,
                    help='scan positions per split')
-    p.add_argument('--nepochs', type=_positive_int, default=DEMO.nepochs)
+    p.add_argument('--minutes', type=_positive_float, default=DEMO.minutes,
+                   help='training time budget (wall clock)')
+    p.add_argument('--nepochs', type=_positive_int, default=DEMO.nepochs,
+                   help='at most this many epochs')
     p.add_argument('--n-filters-scale', type=_positive_int, default=DEMO.n_filters_scale)
+    p.add_argument('--learning-rate', type=_positive_float, default=DEMO.learning_rate)
     _common(p)
     return parser
 
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Sized so ``make demo`` finishes in a few minutes on 2 CPU cores."""
+    """Sized so ``make demo`` finishes in a few minutes on 2 CPU cores.
+
+    The standard benchmark's object, probe, photon dose and scan density, on a smaller
+    field of view (fewer positions, the object shrunk to keep the benchmark's step), and
+    training stopped by a wall-clock budget rather than an epoch count.
+    """
 
     n_positions: int = 512
-    nepochs: int = 20
+    minutes: float = 3.0
+    nepochs: int = 200  # upper bound; the time budget normally ends training first
+    epochs_without_budget: int = 10  # for a backend that cannot stop at a time limit
     n_filters_scale: int = 1
     batch_size: int = 16
+    learning_rate: float = 2e-3
 
 
 DEMO = DemoSettings()
@@ -440,21 +452,47 @@ def _resume_command(argv: Sequence[str]) -> str:
     return ' '.join(shlex.quote(w) for w in words)
 
 
+_RUN_ENTRIES = {'pytorch': 'run_cdi_example_torch', 'tensorflow': 'run_cdi_example'}
+
+
+def time_budget_supported(backend: str) -> bool:
+    """Whether the backend's training entry stops at a wall-clock limit (``max_time``)."""
+    selector = _backend_selector()
+    if _accepts(selector.run_cdi_example_with_backend, 'max_time'):
+        return True
+    entry = getattr(selector.backend_module(backend), _RUN_ENTRIES[backend], None)
+    return entry is not None and _accepts(entry, 'max_time')
+
+
 def run_training(config: TrainingConfig, train: Any, test: Any | None, *, resume: bool,
-                 progress: str) -> tuple[Any, Any, dict[str, Any]]:
-    """Train through the dispatcher; stitch the test data when there is some."""
+                 progress: str, max_minutes: float | None = None
+                 ) -> tuple[Any, Any, dict[str, Any]]:
+    """Train through the dispatcher; stitch the test data when there is some.
+
+    ``resume`` and a time budget are keywords the dispatcher does not forward: for them the
+    dispatcher hands over the backend module and its own run entry is called.
+    """
     selector = _backend_selector()
     fn = selector.run_cdi_example_with_backend
-    if resume and not _accepts(fn, 'resume'):
-        # The dispatcher has no resume keyword: ask it for the backend module and call the
-        # backend's own entry, which continues from {output_dir}/checkpoints/last.ckpt.
+    wanted = {name for name, on in (('resume', resume), ('max_time', max_minutes)) if on}
+    if any(not _accepts(fn, name) for name in wanted):
         module = selector.backend_module(config.backend)
-        fn = getattr(module, 'run_cdi_example_torch', None)
-        if fn is None or not _accepts(fn, 'resume'):
+        entry = getattr(module, _RUN_ENTRIES[config.backend], None)
+        if resume and (entry is None or not _accepts(entry, 'resume')):
             raise UsageError(f'--resume is not supported by the {config.backend} backend')
+        if entry is not None and all(_accepts(entry, name) for name in wanted):
+            fn = entry
+        elif max_minutes:
+            logger.warning('the %s backend takes no time budget; training runs %d epochs',
+                           config.backend, config.nepochs)
+            max_minutes = None
     optional: dict[str, Any] = {'progress': progress}
     if resume:
         optional['resume'] = True
+    if max_minutes:
+        import datetime
+
+        optional['max_time'] = datetime.timedelta(minutes=max_minutes)
     return _call(fn, train.raw, None if test is None else test.raw,
                  _with_progress(config, progress), do_stitching=test is not None,
                  optional=optional)
@@ -643,30 +681,42 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ptycho.data_files import InputData
     from ptycho.run_outputs import OutputReport, write_loss_outputs, write_reconstruction_outputs
-    from ptycho.simulation import standard_dataset, write_preview_png
+    from ptycho.simulation import (
+        STANDARD, default_object_size, simulate_dataset, write_preview_png,
+    )
 
     out: Path = args.output_dir
     start = time.perf_counter()
-    _say(f'[1/4] Simulating the standard dataset ({args.positions} positions per split)')
+    _say(f'[1/4] Simulating the standard dataset\'s object and scan density '
+         f'({args.positions} positions per split)')
     splits = {}
-    for split in ('train', 'test'):
-        raw = standard_dataset(split, n_positions=args.positions)
+    for split, seed in (('train', STANDARD.train_seed), ('test', STANDARD.test_seed)):
+        raw = simulate_dataset(
+            object_kind=STANDARD.object_kind, N=STANDARD.N, n_positions=args.positions,
+            nphotons=STANDARD.nphotons, probe_kind=STANDARD.probe_kind, scan=STANDARD.scan,
+            object_size=default_object_size(STANDARD.N, args.positions), seed=seed)
         path = raw.to_file(out / 'data' / f'{split}.npz')
-        write_preview_png(raw, path.with_suffix('.png'), title=f'standard {split} split')
+        write_preview_png(raw, path.with_suffix('.png'), title=f'demo {split} scan')
         splits[split] = InputData(raw=raw, path=path)
     config = TrainingConfig(
         train_data_file=splits['train'].path, test_data_file=splits['test'].path,
         output_dir=out / 'model', backend=args.backend, nepochs=args.nepochs,
-        batch_size=DEMO.batch_size, nphotons=1e9)
+        batch_size=DEMO.batch_size, learning_rate=args.learning_rate,
+        nphotons=STANDARD.nphotons)
     config.model.N = splits['train'].raw.N
     config.model.n_filters_scale = args.n_filters_scale
+    minutes: float | None = args.minutes
+    if not time_budget_supported(args.backend):
+        config.nepochs = min(args.nepochs, DEMO.epochs_without_budget)
+        minutes = None
     config.validate()
     save_yaml(config, config.output_dir / 'config.yaml')
 
-    _say(f'[2/4] Training ({args.backend} backend, {args.nepochs} epochs)')
+    budget = f'{minutes:g} min budget, at most ' if minutes else ''
+    _say(f'[2/4] Training ({args.backend} backend, {budget}{config.nepochs} epochs)')
     t0 = time.perf_counter()
     _amp, _phase, results = run_training(config, splits['train'], None, resume=False,
-                                         progress=_progress(args))
+                                         progress=_progress(args), max_minutes=minutes)
     train_s = time.perf_counter() - t0
     report = OutputReport()
     history = _history(results)
@@ -692,7 +742,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         report.metrics.update(train_seconds=round(train_s, 2), infer_seconds=round(infer_s, 2),
                               backend=args.backend, n_positions=args.positions,
-                              nepochs=args.nepochs)
+                              epochs_run=len(history['train_loss']))
         write_json(out / 'metrics.json', report.metrics)
     report.files['model bundle'] = config.output_dir / 'wts.h5.zip'
     _print_report(report, f'Demo finished in {time.perf_counter() - start:.0f} s '

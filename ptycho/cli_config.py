@@ -132,7 +132,9 @@ def _add_fields(group: argparse._ArgumentGroup, cls: type, dest_prefix: str,
             continue
         parse, is_bool, metavar = _field_parser(hints[f.name])
         default = getattr(defaults, f.name) if defaults is not None else _default_of(f)
-        help_text = f'(default: {default})'
+        described = f.metadata.get('help', '') if f.metadata else ''
+        help_text = f'{described} (default: {default})' if described else f'(default: {default})'
+        help_text = help_text.replace('%', '%%')  # argparse formats help with %
         kwargs: dict[str, Any] = dict(dest=dest_prefix + f.name, default=argparse.SUPPRESS,
                                       help=help_text)
         if is_bool:
