@@ -78,7 +78,13 @@ def make_logger(config: TrainingConfig, output_dir: Path) -> Logger | bool:
             raise RuntimeError("TrainingConfig.logger='mlflow' needs the 'mlflow' package "
                                "(pip install mlflow-skinny), or choose logger='csv' or 'none'")
         from lightning.pytorch.loggers import MLFlowLogger
-        uri = os.environ.get('MLFLOW_TRACKING_URI') or (output_dir / 'mlruns').resolve().as_uri()
+        uri = os.environ.get('MLFLOW_TRACKING_URI')
+        if not uri:
+            # Local default: a file store beside the run. MLflow 3 keeps that store in
+            # maintenance mode and refuses it unless allowed; the database store needs
+            # sqlalchemy, which mlflow-skinny lacks. Set MLFLOW_TRACKING_URI to use a server.
+            os.environ.setdefault('MLFLOW_ALLOW_FILE_STORE', 'true')
+            uri = (output_dir / 'mlruns').resolve().as_uri()
         return MLFlowLogger(experiment_name='ptychopinn', tracking_uri=uri)
     raise ValueError(f"TrainingConfig.logger: expected one of ['csv', 'tensorboard', 'mlflow', "
                      f"'none'], found {kind!r}")
@@ -129,9 +135,12 @@ def build_trainer(config: TrainingConfig, output_dir: Path, monitor: str,
     exp_logger = make_logger(config, output_dir)
     callbacks: list[Callback] = [
         history or LossHistory(),
-        ModelCheckpoint(dirpath=str(output_dir / CHECKPOINT_DIR), filename='epoch{epoch:03d}',
-                        save_top_k=0, save_last=True, every_n_epochs=1,
-                        save_on_train_epoch_end=True),
+        # Lightning writes last.ckpt only when it saved a regular checkpoint in the same step,
+        # so keep one rolling epoch checkpoint (save_top_k=1, no monitor = the latest). No
+        # version counter: a new run in the same directory replaces last.ckpt.
+        ModelCheckpoint(dirpath=str(output_dir / CHECKPOINT_DIR), filename='{epoch:03d}',
+                        save_top_k=1, save_last=True, every_n_epochs=1,
+                        save_on_train_epoch_end=True, enable_version_counter=False),
     ]
     if exp_logger is not False:
         callbacks.append(LearningRateMonitor(logging_interval='epoch'))

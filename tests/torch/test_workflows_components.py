@@ -155,3 +155,10 @@ def test_components_import_does_not_import_tensorflow():
     done = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_mlflow_logger_records_metrics(tmp_path, monkeypatch):
+    pytest.importorskip('mlflow')
+    monkeypatch.delenv('MLFLOW_TRACKING_URI', raising=False)
+    run_cdi_example_torch(tiny_raw(), None, tiny_config(tmp_path, nepochs=1, logger='mlflow'))
+    assert list((tmp_path / 'mlruns').rglob('metrics/train_loss'))
