@@ -295,8 +295,7 @@ class Engine:
         config = dataclasses.replace(
             config, backend=self.backend,
             model=dataclasses.replace(config.model, N=train_raw.N))
-        self._cancel.clear()
-        tic = time.perf_counter()
+        tic = time.perf_counter()  # the client cleared the cancel flag with this request
         history, bundle, model = self._adapter.fit(train_raw, test_raw, config, emit,
                                                    self._cancel)
         target = Path(payload['bundle'])

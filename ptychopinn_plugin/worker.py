@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 import traceback
 from multiprocessing.connection import Connection
@@ -19,16 +20,28 @@ from typing import Any
 logger = logging.getLogger('ptychopinn_plugin.worker')
 
 
+class _Sender:
+    """Serialises writes to the pipe: framework threads may log while the loop answers."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._conn.send(message)
+
+
 class _PipeLogHandler(logging.Handler):
     """Forwards log records to Ptychodus, which re-emits them in its own log."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, sender: _Sender) -> None:
         super().__init__()
-        self._conn = conn
+        self._sender = sender
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._conn.send(('log', record.levelno, record.name, self.format(record)))
+            self._sender.send(('log', record.levelno, record.name, self.format(record)))
         except Exception:  # noqa: BLE001 - logging must never break the worker
             pass
 
@@ -64,7 +77,8 @@ def _warm_import(backend: str) -> dict[str, float]:
 def serve(conn: Connection, cancel: Any, log_level: int, backend: str) -> None:
     """Answer ``(kind, request_id, payload)`` requests until ``shutdown`` or EOF."""
     tic = time.perf_counter()
-    handler = _PipeLogHandler(conn)
+    sender = _Sender(conn)
+    handler = _PipeLogHandler(sender)
     handler.setFormatter(logging.Formatter('%(message)s'))
     root = logging.getLogger()
     root.addHandler(handler)
@@ -77,7 +91,7 @@ def serve(conn: Connection, cancel: Any, log_level: int, backend: str) -> None:
     engine = Engine(backend, cancel)
     info['worker_init_s'] = time.perf_counter() - tic
     info['python'] = sys.version.split()[0]
-    conn.send(('ready', os.getpid(), info))
+    sender.send(('ready', os.getpid(), info))
 
     while True:
         try:
@@ -88,14 +102,14 @@ def serve(conn: Connection, cancel: Any, log_level: int, backend: str) -> None:
             break
 
         def emit(event: dict[str, Any], _rid: int = request_id) -> None:
-            conn.send(('event', _rid, event))
+            sender.send(('event', _rid, event))
 
         try:
             result = engine.handle(kind, payload, emit)
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to Ptychodus
             logger.debug('Request %s failed', kind, exc_info=True)
             try:
-                conn.send(('error', request_id, _builtin_base(exc), str(exc),
+                sender.send(('error', request_id, _builtin_base(exc), str(exc),
                            f'{type(exc).__module__}.{type(exc).__qualname__}: '
                            + traceback.format_exc()))
             except (OSError, EOFError):
@@ -104,7 +118,7 @@ def serve(conn: Connection, cancel: Any, log_level: int, backend: str) -> None:
                 break
             continue
         try:
-            conn.send(('result', request_id, result))
+            sender.send(('result', request_id, result))
         except (OSError, EOFError):
             break
     root.removeHandler(handler)
