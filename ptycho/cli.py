@@ -293,8 +293,12 @@ class _InterruptGuard:
 
 # --------------------------------------------------------------------------- results
 
-def _reconstruction_from_results(results: Mapping[str, Any], raw: Any, N: int):
-    """Build a :class:`Reconstruction` from a workflow's ``results`` dict."""
+def _reconstruction_from_results(results: Mapping[str, Any], data: Any, N: int):
+    """Build a :class:`Reconstruction` from a workflow's ``results`` dict.
+
+    ``data`` is the :class:`~ptycho.data_files.InputData` reconstructed; Ptychodus input
+    supplies the physical pixel size for the figures' axes.
+    """
     import numpy as np
 
     from ptycho.run_outputs import Reconstruction
@@ -307,9 +311,10 @@ def _reconstruction_from_results(results: Mapping[str, Any], raw: Any, N: int):
     origin = results.get('origin_xy')
     if origin is None:
         origin = _canvas_origin(results, obj.shape, N)
+    pixel = data.ptychodus.frame.pixel_size_m if getattr(data, 'ptychodus', None) else None
     return Reconstruction(obj=obj, coverage=coverage,
                           origin_xy=None if origin is None else tuple(map(float, origin)),
-                          positions_xy=raw.positions_xy)
+                          positions_xy=data.raw.positions_xy, pixel_size_m=pixel)
 
 
 def _canvas_origin(results: Mapping[str, Any], shape: tuple[int, ...], N: int
@@ -564,7 +569,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     report.files['config'] = config_path
     write_loss_outputs(output_dir, history, report)
     if test is not None and results.get('reconstruction') is not None:
-        recon = _reconstruction_from_results(results, test.raw, config.model.N)
+        recon = _reconstruction_from_results(results, test, config.model.N)
         write_reconstruction_outputs(output_dir, recon, truth=_truth_of(test),
                                      ptychodus_source=test.ptychodus, probe=test.raw.probeGuess,
                                      nphotons=config.nphotons,
@@ -648,7 +653,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
                                           flip_y=args.flip_y, transpose=args.transpose,
                                           progress=_progress(args))
     elapsed = time.perf_counter() - start
-    recon = _reconstruction_from_results(results, test.raw, config.model.N)
+    recon = _reconstruction_from_results(results, test, config.model.N)
     report = write_reconstruction_outputs(output_dir, recon, truth=truth,
                                           ptychodus_source=test.ptychodus,
                                           probe=test.raw.probeGuess, report=OutputReport())
@@ -733,7 +738,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     infer_s = time.perf_counter() - t0
 
     _say('[4/4] Scoring against the ground truth')
-    recon = _reconstruction_from_results(inferred, splits['test'].raw, config.model.N)
+    recon = _reconstruction_from_results(inferred, splits['test'], config.model.N)
     write_reconstruction_outputs(out, recon, truth=splits['test'].raw.objectGuess,
                                  probe=splits['test'].raw.probeGuess, nphotons=config.nphotons,
                                  losses=history['train_loss'], report=report)

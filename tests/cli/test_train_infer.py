@@ -140,3 +140,21 @@ def test_tensorflow_train_infer_on_ptychodus_files(tmp_path: Path, small_sim: Pa
     result = run_cli('evaluate', '--reconstruction', inferred / 'product-out.h5',
                      '--ground-truth', small_sim_test, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def test_demo_smoke(tmp_path: Path) -> None:
+    """The demo end to end at toy size: every promised file exists, metrics are numbers."""
+    _needs('torch')
+    out = tmp_path / 'demo'
+    result = run_cli('demo', '--output-dir', out, '--positions', 64, '--nepochs', 1,
+                     '--minutes', 1, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for name in ('reconstructed_amplitude.png', 'reconstructed_phase.png', 'comparison.png',
+                 'loss_curve.png', 'metrics.json', 'recon.npz', 'frc.png',
+                 'model/wts.h5.zip', 'data/train.npz', 'data/test.png'):
+        assert (out / name).exists(), name
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['backend'] == 'pytorch' and metrics['epochs_run'] == 1
+    assert all(isinstance(metrics[k], float) for k in ('amp_ssim', 'phase_ssim', 'amp_psnr'))
+    assert str(out / 'metrics.json') in result.stdout
+    assert str(out / 'comparison.png') in result.stdout
