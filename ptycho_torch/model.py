@@ -141,6 +141,21 @@ def _probe_as_real(probe: np.ndarray | Tensor | None, N: int) -> Tensor:
     return torch.view_as_real(tensor).clone()
 
 
+def overlap_support(model: ModelConfig) -> Tensor:
+    """Where a predicted patch carries object, for the gridsize > 1 merge.
+
+    architecture.md section 6 says "central window (pad_object) or ones". With probe_big the
+    periphery head fills the whole patch, and the merge divides by support coverage only,
+    so a window support would add neighbours' periphery values without counting them
+    (ground-truth patches then mismatch the data by ~30%, and training stalls). The window
+    is therefore used only when the patch really is zero outside it: pad_object without
+    probe_big.
+    """
+    if model.pad_object and not model.probe_big:
+        return physics.central_window_mask(model.N)
+    return torch.ones(model.N, model.N)
+
+
 class PtychoPINN(nn.Module):
     """Network plus physics: learned photon scale, probe, overlap constraint, far field."""
 
@@ -161,8 +176,7 @@ class PtychoPINN(nn.Module):
             self.probe_real = nn.Parameter(probe_real)
         else:
             self.register_buffer('probe_real', probe_real)
-        support = physics.central_window_mask(model.N) if model.pad_object else torch.ones(model.N, model.N)
-        self.register_buffer('support', support, persistent=False)
+        self.register_buffer('support', overlap_support(model), persistent=False)
         mask = physics.disk_mask(model.N) if model.probe_mask else torch.ones(model.N, model.N)
         self.register_buffer('probe_aperture', mask, persistent=False)
 

@@ -139,12 +139,17 @@ def test_translate_gradient_is_exact():
 
 @pytest.mark.parametrize('gridsize', [1, 2])
 def test_ground_truth_explains_the_measurements(gridsize, tmp_path):
-    """Loader normalisation + torch forward model: the true object reproduces X up to one scale."""
+    """Loader normalisation + the model's physics path (overlap merge included, default
+    pad_object + probe_big): the true object reproduces X up to one scale."""
     from _torch_data import tiny_config, tiny_raw
     from ptycho_torch.data import as_torch_container
 
     container = as_torch_container(tiny_raw(), tiny_config(tmp_path, gridsize=gridsize))
-    predicted = tp.far_field_amplitude(container.probe * container.Y)
+    config = ModelConfig(N=64, grid_size=(gridsize, gridsize), n_filters_scale=1)
+    assert config.pad_object and config.probe_big
+    model = PtychoPINN(config, nphotons=1e9, probe=container.probe)
+    predicted = torch.sqrt(model.predicted_intensity(container.Y, container.local_offsets))
     scale = (predicted * container.X).sum() / predicted.square().sum()
     residual = (container.X - scale * predicted).norm() / container.X.norm()
-    assert float(residual) < 0.01  # only Poisson noise remains (1e9 photons)
+    # Poisson noise (~0.1%) plus, for gridsize 2, bilinear blur of the merge (~1.5%).
+    assert float(residual) < (0.005 if gridsize == 1 else 0.03)
