@@ -218,8 +218,7 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
         # Third-party deprecation notices are for developers, not for someone running a scan.
         for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
             warnings.filterwarnings('ignore', category=category)
-    if not verbose:
-        os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+        os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # read when TensorFlow loads
 
 
 def _progress(args: argparse.Namespace) -> str:
@@ -236,24 +235,8 @@ def _backend_selector():
     return backend_selector
 
 
-def _call(fn: Callable[..., Any], *args: Any, optional: Mapping[str, Any] | None = None,
-          **kwargs: Any) -> Any:
-    """Call ``fn``, passing each ``optional`` keyword only where ``fn`` accepts it."""
-    import inspect
-
-    extra = dict(optional or {})
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        params = {}
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    passed = {k: v for k, v in extra.items() if takes_any or k in params}
-    for key in sorted(set(extra) - set(passed)):
-        logger.debug('%s does not take %r; not passed', getattr(fn, '__name__', fn), key)
-    return fn(*args, **kwargs, **passed)
-
-
 def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    """Whether ``fn`` takes the keyword ``name`` (backends differ in optional extras)."""
     import inspect
 
     try:
@@ -262,6 +245,18 @@ def _accepts(fn: Callable[..., Any], name: str) -> bool:
         return False
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD
                                  for p in params.values())
+
+
+def _call(fn: Callable[..., Any], *args: Any, optional: Mapping[str, Any] | None = None,
+          **kwargs: Any) -> Any:
+    """Call ``fn``, passing each ``optional`` keyword only where ``fn`` accepts it."""
+    passed = {}
+    for key, value in (optional or {}).items():
+        if _accepts(fn, key):
+            passed[key] = value
+        else:
+            logger.debug('%s does not take %r; not passed', getattr(fn, '__name__', fn), key)
+    return fn(*args, **kwargs, **passed)
 
 
 class _InterruptGuard:
@@ -547,7 +542,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     _say(f'Training on {len(train.raw)} patterns ({config.backend} backend, '
          f'{config.nepochs} epochs); config saved to {config_path}')
 
-    start = time.perf_counter()
+    start, wall_start = time.perf_counter(), time.time()
     guard = _InterruptGuard()
     try:
         with guard:
@@ -556,7 +551,8 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     except (KeyboardInterrupt, SystemExit) as exc:
         if isinstance(exc, SystemExit) and not guard.fired:
             raise
-        raise TrainingInterrupted(_interrupt_message(checkpoint, argv)) from None
+        raise TrainingInterrupted(_interrupt_message(
+            checkpoint, argv, config.backend, resumed=args.resume, started=wall_start)) from None
     elapsed = time.perf_counter() - start
 
     report = OutputReport()
@@ -580,8 +576,13 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
-def _interrupt_message(checkpoint: Path, argv: Sequence[str]) -> str:
-    if checkpoint.exists():
+def _interrupt_message(checkpoint: Path, argv: Sequence[str], backend: str, *, resumed: bool,
+                       started: float) -> str:
+    """What Ctrl-C left behind; a checkpoint older than this run counts only when resuming."""
+    if backend != 'pytorch':
+        return (f'training interrupted; the {backend} backend keeps no resumable checkpoint '
+                f'(train with --backend pytorch to be able to resume)')
+    if checkpoint.exists() and (resumed or checkpoint.stat().st_mtime >= started):
         return (f'training interrupted; the last completed epoch is saved in {checkpoint}. '
                 f'Resume with: {_resume_command(argv)}')
     return 'training interrupted before the first epoch finished; no checkpoint was written'
@@ -720,8 +721,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     budget = f'{minutes:g} min budget, at most ' if minutes else ''
     _say(f'[2/4] Training ({args.backend} backend, {budget}{config.nepochs} epochs)')
     t0 = time.perf_counter()
-    _amp, _phase, results = run_training(config, splits['train'], None, resume=False,
-                                         progress=_progress(args), max_minutes=minutes)
+    guard = _InterruptGuard()
+    try:
+        with guard:
+            _amp, _phase, results = run_training(config, splits['train'], None, resume=False,
+                                                 progress=_progress(args), max_minutes=minutes)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if isinstance(exc, SystemExit) and not guard.fired:
+            raise
+        raise TrainingInterrupted('demo interrupted during training') from None
     train_s = time.perf_counter() - t0
     report = OutputReport()
     history = _history(results)
