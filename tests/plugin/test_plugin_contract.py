@@ -12,7 +12,7 @@ from ptychodus.api.reconstruct import ReconstructOutput, TrainableReconstructor,
 from ptychodus.api.settings import SettingsRegistry
 
 import scenes
-from conftest import make_library
+from conftest import Trained, make_library
 
 
 def test_registration_adds_library_without_touching_builtins() -> None:
@@ -141,14 +141,14 @@ def test_load_model_rejects_bad_files_clearly(tmp_path: Path) -> None:
     assert not pinn.is_model_loaded()
 
 
-def test_train_saves_the_model_and_loads_it(trained: object) -> None:
+def test_train_saves_the_model_and_loads_it(trained: Trained) -> None:
     pinn = trained.pinn
     assert pinn.is_model_loaded() and pinn.model_path == trained.model_path
     assert trained.model_path.is_file()
     assert (trained.model_path.parent / 'ptychopinn_training').is_dir()  # checkpoints etc.
 
 
-def test_train_and_reconstruct_are_generators(trained: object, tmp_path: Path) -> None:
+def test_train_and_reconstruct_are_generators(trained: Trained, tmp_path: Path) -> None:
     pinn = trained.pinn
     outputs = pinn.reconstruct(trained.reconstruct_input)
     assert inspect.isgenerator(outputs)
@@ -162,7 +162,7 @@ def test_train_and_reconstruct_are_generators(trained: object, tmp_path: Path) -
         next(training)
 
 
-def test_reconstruct_puts_the_object_on_the_input_grid(trained: object) -> None:
+def test_reconstruct_puts_the_object_on_the_input_grid(trained: Trained) -> None:
     parameters = trained.reconstruct_input
     (output,) = list(trained.pinn.reconstruct(parameters))
     obj_in, obj_out = parameters.product.object_, output.product.object_
@@ -178,7 +178,7 @@ def test_reconstruct_puts_the_object_on_the_input_grid(trained: object) -> None:
     assert image[0, 0] == 0  # far outside the scan: reported as uncovered, left at 0
 
 
-def test_save_then_load_gives_the_same_reconstruction(trained: object, tmp_path: Path) -> None:
+def test_save_then_load_gives_the_same_reconstruction(trained: Trained, tmp_path: Path) -> None:
     pinn = trained.pinn
     (first,) = list(pinn.reconstruct(trained.reconstruct_input))
     copy = tmp_path / 'saved.zip'
@@ -196,7 +196,7 @@ def test_save_then_load_gives_the_same_reconstruction(trained: object, tmp_path:
         supervised.load_model_from_file(copy)
 
 
-def test_multimode_probe_and_bad_pixels_are_handled(trained: object) -> None:
+def test_multimode_probe_and_bad_pixels_are_handled(trained: Trained) -> None:
     clean = list(trained.pinn.reconstruct(trained.reconstruct_input))[0]
     messy_input = scenes.reconstruct_input(trained.raw, probe_modes=3, bad_pixel=(40, 20))
     messy = list(trained.pinn.reconstruct(messy_input))[0]
@@ -207,7 +207,7 @@ def test_multimode_probe_and_bad_pixels_are_handled(trained: object) -> None:
     assert scenes.correlation(np.abs(a[rows, cols]), np.abs(b[rows, cols])) > 0.95
 
 
-def test_train_output_carries_losses(trained: object) -> None:
+def test_train_output_carries_losses(trained: Trained) -> None:
     outputs = trained.outputs
     assert trained.goal_during_training == 1  # NumEpochs
     assert [o.progress for o in outputs] == [1]

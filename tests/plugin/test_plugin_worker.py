@@ -10,18 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import scenes
+from conftest import Trained
 
 from ptychopinn_plugin.client import WorkerCrashedError
 
 
-def _pid(trained: object) -> int:
+def _pid(trained: Trained) -> int:
     client = trained.library.workers.current()
     assert client is not None and client.pid is not None
     return client.pid
 
 
-def test_warm_reconstruct_pays_no_start_and_no_load(trained: object) -> None:
+def test_warm_reconstruct_pays_no_start_and_no_load(trained: Trained) -> None:
     pinn = trained.pinn
     list(pinn.reconstruct(trained.reconstruct_input))
     pid = _pid(trained)
@@ -32,7 +32,7 @@ def test_warm_reconstruct_pays_no_start_and_no_load(trained: object) -> None:
     assert pinn.last_timings['inference_s'] > 0.0
 
 
-def test_killed_worker_is_restarted_on_the_next_call(trained: object) -> None:
+def test_killed_worker_is_restarted_on_the_next_call(trained: Trained) -> None:
     pinn = trained.pinn
     (before,) = list(pinn.reconstruct(trained.reconstruct_input))
     pid = _pid(trained)
@@ -48,7 +48,7 @@ def test_killed_worker_is_restarted_on_the_next_call(trained: object) -> None:
                                before.product.object_.get_array(), rtol=1e-5, atol=1e-6)
 
 
-def test_worker_error_reaches_ptychodus_with_its_message(trained: object, tmp_path: Path
+def test_worker_error_reaches_ptychodus_with_its_message(trained: Trained, tmp_path: Path
                                                          ) -> None:
     pinn = trained.pinn
     broken = tmp_path / 'broken.zip'
@@ -65,7 +65,7 @@ def test_worker_error_reaches_ptychodus_with_its_message(trained: object, tmp_pa
     assert _pid(trained) == pid
 
 
-def test_cancel_stops_training_promptly_and_keeps_the_worker(trained: object, tmp_path: Path
+def test_cancel_stops_training_promptly_and_keeps_the_worker(trained: Trained, tmp_path: Path
                                                             ) -> None:
     library, pinn = trained.library, trained.pinn
     library.settings.training.nepochs.set_value(200)
@@ -85,7 +85,7 @@ def test_cancel_stops_training_promptly_and_keeps_the_worker(trained: object, tm
         library.settings.training.nepochs.set_value(1)
 
 
-def test_worker_killed_during_training_raises_then_recovers(trained: object, tmp_path: Path
+def test_worker_killed_during_training_raises_then_recovers(trained: Trained, tmp_path: Path
                                                            ) -> None:
     library, pinn = trained.library, trained.pinn
     library.settings.training.nepochs.set_value(200)
