@@ -235,6 +235,14 @@ def _backend_selector():
     return backend_selector
 
 
+def _require_backend(backend: str) -> None:
+    """Import the backend now, so a missing install is a one-line user error up front."""
+    try:
+        _backend_selector().backend_module(backend)
+    except (ImportError, RuntimeError) as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def _accepts(fn: Callable[..., Any], name: str) -> bool:
     """Whether ``fn`` takes the keyword ``name`` (backends differ in optional extras)."""
     import inspect
@@ -533,6 +541,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
                                     f'without --resume first)')
     train = load_data(config.train_data_file)
     test = load_data(config.test_data_file) if config.test_data_file is not None else None
+    _require_backend(config.backend)
     _match_patch_size(config, train.raw.N, train.path, _explicit('N', overrides, yaml_data, True))
     if test is not None and test.raw.N != config.model.N:
         raise ValueError(f'{test.path}: patterns are {test.raw.N}x{test.raw.N} but the training '
@@ -641,6 +650,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
                          f'for; drop --backend or use --backend {bundle_backend}')
     config.backend = bundle_backend
     test = load_data(config.test_data_file)
+    _require_backend(bundle_backend)
     bundle_N = _bundle_model_config(model_dir).N
     if test.raw.N != bundle_N:
         raise ValueError(f'{test.path}: patterns are {test.raw.N}x{test.raw.N} but the model in '
@@ -766,8 +776,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- main
 
-_USER_ERRORS: tuple[type[BaseException], ...] = (UsageError, ValueError, FileNotFoundError,
-                                                 IsADirectoryError, PermissionError)
+_USER_ERRORS: tuple[type[BaseException], ...] = (
+    UsageError, ValueError, FileNotFoundError, FileExistsError, IsADirectoryError,
+    NotADirectoryError, PermissionError)
+EXIT_FAILED = 1
 
 
 def _one_line(exc: BaseException) -> str:
@@ -816,13 +828,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f'{PROG}: error: a required package is missing ({_one_line(exc)})',
               file=sys.stderr, flush=True)
         return EXIT_USAGE
+    except FloatingPointError as exc:  # TF NonFiniteLossError: training diverged
+        print(f'{PROG}: training failed: {_one_line(exc)}', file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    except RuntimeError as exc:
+        if type(exc).__name__ != 'NonFiniteLossError':  # torch's divergence error
+            return _internal_error(exc, verbose)
+        print(f'{PROG}: training failed: {_one_line(exc)}', file=sys.stderr, flush=True)
+        return EXIT_FAILED
     except Exception as exc:  # noqa: BLE001 - last resort: one line unless --verbose
-        if verbose:
-            logger.exception('internal error')
-        else:
-            print(f'{PROG}: internal error: {type(exc).__name__}: {_one_line(exc)} '
-                  f'(rerun with --verbose for the traceback)', file=sys.stderr, flush=True)
-        return EXIT_INTERNAL
+        return _internal_error(exc, verbose)
+
+
+def _internal_error(exc: BaseException, verbose: bool) -> int:
+    if verbose:
+        logger.error('internal error', exc_info=exc)
+    else:
+        print(f'{PROG}: internal error: {type(exc).__name__}: {_one_line(exc)} '
+              f'(rerun with --verbose for the traceback)', file=sys.stderr, flush=True)
+    return EXIT_INTERNAL
 
 
 if __name__ == '__main__':

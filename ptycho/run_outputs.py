@@ -87,7 +87,8 @@ def write_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
 
 
 def save_recon_npz(path: str | os.PathLike[str], recon: Reconstruction) -> Path:
-    """``object`` (complex), ``amplitude``, ``phase``, ``coverage``, ``positions``, ``origin_xy``."""
+    """Write ``object`` (complex), ``amplitude``, ``phase``, ``coverage``, ``positions``,
+    ``origin_xy`` (and ``pixel_size_m`` when known), atomically."""
     arrays: dict[str, Any] = {
         'object': np.asarray(recon.obj).astype(np.complex64),
         'amplitude': np.abs(recon.obj).astype(np.float32),

@@ -101,3 +101,13 @@ def test_ptychodus_directory_without_files(tmp_path: Path) -> None:
     result = run_cli('train', '--train-data', tmp_path / 'scan', '--output-dir', tmp_path / 'o',
                      cwd=tmp_path)
     assert_user_error(result, 'diffraction.h5', 'not found')
+
+
+def test_missing_backend_package_is_a_user_error(tmp_path: Path, small_sim: Path) -> None:
+    """torch absent: the dispatcher's install hint, as one line, before any work starts."""
+    stub = tmp_path / 'stub' / 'torch'
+    stub.mkdir(parents=True)
+    (stub / '__init__.py').write_text("raise ImportError('No module named torch')\n")
+    result = run_cli('train', '--train-data', small_sim, '--backend', 'pytorch',
+                     '--output-dir', tmp_path / 'o', cwd=tmp_path, extra_path=tmp_path / 'stub')
+    assert_user_error(result, 'torch', 'pip install')
