@@ -202,16 +202,23 @@ def _positive_float(text: str) -> float:
 # --------------------------------------------------------------------------- logging
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
-    # The command prints what users need; library INFO chatter only with --verbose.
-    level = logging.DEBUG if verbose else logging.WARNING
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(
-        '%(levelname)s %(name)s: %(message)s' if verbose else '%(message)s'))
+    """Our packages' records at WARNING (DEBUG with --verbose) through one handler; other
+    libraries' records only from WARNING up, so their INFO chatter is not echoed twice."""
+    formatter = logging.Formatter('%(levelname)s %(name)s: %(message)s' if verbose
+                                  else '%(message)s')
+    ours = logging.StreamHandler(sys.stderr)
+    ours.setFormatter(formatter)
+    for name in ('ptycho', 'ptycho_torch', 'ptychopinn_plugin'):
+        package = logging.getLogger(name)
+        package.handlers[:] = [ours]
+        package.propagate = False
+        package.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    others = logging.StreamHandler(sys.stderr)
+    others.setFormatter(formatter)
+    others.setLevel(logging.INFO if verbose else logging.WARNING)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [others]
     root.setLevel(logging.INFO if verbose else logging.WARNING)
-    for name in ('ptycho', 'ptycho_torch'):
-        logging.getLogger(name).setLevel(level)
     logging.captureWarnings(True)
     if not verbose:
         import warnings
