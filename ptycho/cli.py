@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    'resolved config is saved as OUTPUT_DIR/config.yaml.')
     p.add_argument('--config', type=Path, help='YAML file with TrainingConfig fields')
     p.add_argument('--resume', action='store_true',
-                   help=f'continue from OUTPUT_DIR/{CHECKPOINT} (pytorch backend)')
+                   help=f'continue from OUTPUT_DIR/{CHECKPOINT} (pytorch backend); without '
+                        f'--config, OUTPUT_DIR/config.yaml of that run is the base')
     add_config_flags(p, TrainingConfig)
     _common(p)
 
@@ -534,6 +535,13 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from ptycho.run_outputs import OutputReport, write_loss_outputs, write_reconstruction_outputs
 
     config, overrides, yaml_data = _resolve(TrainingConfig, args)
+    saved = Path(config.output_dir) / 'config.yaml'
+    if args.resume and args.config is None and saved.exists():
+        # Resuming continues the run that is there: its saved config is the base, so the
+        # network rebuilt for the checkpoint is the one that was trained; flags still win.
+        args.config = saved
+        config, overrides, yaml_data = _resolve(TrainingConfig, args)
+        logger.info('Resuming with %s as the base config', saved)
     if config.train_data_file is None:
         raise UsageError('train: no training data; give --train-data FILE (NPZ, or Ptychodus '
                          'diffraction.h5 + product.h5)')

@@ -79,8 +79,8 @@ def test_pytorch_train_infer_resume_interrupt(tmp_path: Path, small_sim: Path,
                               cwd=tmp_path), 'pytorch', 'tensorflow')
 
     # Resume: one more epoch on top of the first, history continued.
-    result = run_cli('train', '--config', out / 'config.yaml', '--nepochs', 2, '--resume',
-                     cwd=tmp_path)
+    # (no --config: the run's own config.yaml is the base, so n_filters_scale stays 1)
+    result = run_cli('train', '--output-dir', out, '--nepochs', 2, '--resume', cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     resumed = json.loads((out / 'history.json').read_text())
     assert len(resumed['train_loss']) == 2
