@@ -12,13 +12,13 @@ import datetime as _dt
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from ptycho import __version__
+from ptycho.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -83,17 +83,10 @@ def write_bundle(output_dir: str | os.PathLike[str], backend: str, files: Mappin
     }
     manifest.update(extra or {})
     target = output_dir / BUNDLE_NAME
-    fd, tmp = tempfile.mkstemp(dir=output_dir, prefix=f'.{BUNDLE_NAME}.', suffix='.tmp')
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, 'w', compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr(MANIFEST_NAME, json.dumps(manifest, indent=2, default=str))
-            for name, data in files.items():
-                archive.writestr(name, data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, 'w', zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(MANIFEST_NAME, json.dumps(manifest, indent=2, default=str))
+        for name, data in files.items():
+            archive.writestr(name, data)
     logger.info('Saved %s model bundle to %s', backend, target)
     return target
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ptycho.atomic import atomic_path
 from ptycho.probe import ProbeError, reduce_probe_modes
 
 logger = logging.getLogger(__name__)
@@ -293,15 +293,8 @@ class RawData:
     def to_file(self, path: str | os.PathLike[str], *, compressed: bool = False) -> Path:
         """Write an NPZ atomically (temp file + ``os.replace``); reading it back is lossless."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-        try:
-            with os.fdopen(fd, 'wb') as handle:
-                (np.savez_compressed if compressed else np.savez)(handle, **self.to_dict())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, open(tmp, 'wb') as handle:
+            (np.savez_compressed if compressed else np.savez)(handle, **self.to_dict())
         logger.info('Wrote %d patterns to %s', len(self), path)
         return path
 

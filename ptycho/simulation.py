@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from ptycho import physics
+from ptycho.atomic import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover - import only for annotations
     from ptycho.raw_data import RawData
@@ -479,16 +479,7 @@ def write_preview_png(raw: Any, path: str | os.PathLike[str], *, title: str | No
     fig.suptitle(title or f'{len(x)} positions, N = {diffraction.shape[-1]}')
     fig.tight_layout()
 
-    handle, temp_name = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.png', dir=path.parent)
-    os.close(handle)
-    try:
-        fig.savefig(temp_name, format='png')
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp_name, 0o666 & ~umask)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format='png')
     logger.info('wrote preview %s', path)
     return path

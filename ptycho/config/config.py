@@ -17,10 +17,11 @@ import logging
 import math
 import numbers
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, MutableMapping, TypeVar
+
+from ptycho.atomic import write_text
 
 logger = logging.getLogger(__name__)
 
@@ -340,18 +341,7 @@ def save_yaml(config: ModelConfig | AnyConfig, path: str | os.PathLike[str]) -> 
     """Write a config as YAML, atomically (temp file + rename)."""
     import yaml
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(to_dict(config), sort_keys=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w') as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
 def load_yaml(cls: type[_C], path: str | os.PathLike[str]) -> _C:
