@@ -297,12 +297,13 @@ class FRCCurve:
         else:
             limit = np.broadcast_to(np.asarray(threshold, dtype=np.float64), self.frc.shape)
         below = np.flatnonzero(self.frc < limit)
-        below = below[below > 0]
         if below.size == 0:
             return float(self.frequency[-1])
         i = int(below[0])
+        if i == 0:  # below threshold from the first ring: nothing is resolved
+            return 0.0
         d0, d1 = self.frc[i - 1] - limit[i - 1], self.frc[i] - limit[i]
-        t = d0 / (d0 - d1) if d0 != d1 else 0.0
+        t = min(max(d0 / (d0 - d1), 0.0), 1.0) if d0 != d1 else 0.0
         return float(self.frequency[i - 1] + t * (self.frequency[i] - self.frequency[i - 1]))
 
 

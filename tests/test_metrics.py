@@ -125,3 +125,16 @@ def test_bad_masks_and_values_raise(truth):
     assert metrics.evaluate_reconstruction(bad, truth, mask, register=False)['amp_ssim'] > 0.99
     # singleton channel axes, as stitched outputs (H, W, 1) have, are accepted
     assert metrics.evaluate_reconstruction(truth[..., None], truth)['phase_ssim'] > 0.999
+
+
+def test_frc_crossing_is_zero_when_nothing_is_resolved() -> None:
+    """A curve below the threshold from the first ring reports 0, never a negative frequency."""
+    from ptycho.metrics import FRCCurve
+
+    freq = np.arange(1, 6) / 10.0
+    curve = FRCCurve(freq, np.array([0.2, 0.1, 0.6, 0.3, 0.1]), np.full(5, 0.2),
+                     np.ones(5, dtype=np.int64))
+    assert curve.crossing(0.5) == 0.0
+    resolved = FRCCurve(freq, np.array([0.9, 0.7, 0.3, 0.2, 0.1]), np.full(5, 0.2),
+                        np.ones(5, dtype=np.int64))
+    assert 0.2 < resolved.crossing(0.5) < 0.3
