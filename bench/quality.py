@@ -37,8 +37,9 @@ from ptycho.physics import COVERAGE_EPS, canvas_geometry  # noqa: E402
 logger = logging.getLogger('bench.quality')
 
 # Defaults tuned for a 2-core CPU and a 10-minute budget (see README / report).
-DEFAULTS: dict[str, Any] = dict(n_filters_scale=2, batch_size=16, learning_rate=2e-3,
-                                n_groups=None, amp_activation='sigmoid', mae_weight=0.0)
+DEFAULTS: dict[str, Any] = dict(gridsize=2, n_filters_scale=1, batch_size=16,
+                                learning_rate=2e-3, n_groups=None, amp_activation='softplus',
+                                mae_weight=0.0)
 
 
 def train_pytorch(train: Any, test: Any | None, config: TrainingConfig, minutes: float
@@ -105,7 +106,7 @@ def score(raw: Any, recon: dict[str, Any], M: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--backend', default='pytorch', choices=sorted(TRAINERS))
-    parser.add_argument('--gridsize', type=int, default=1, choices=(1, 2))
+    parser.add_argument('--gridsize', type=int, default=DEFAULTS['gridsize'], choices=(1, 2))
     parser.add_argument('--minutes', type=float, default=10.0)
     parser.add_argument('--epochs', type=int, default=1000, help='upper bound; time stops first')
     parser.add_argument('--n-positions', type=int, default=None, help='thin the standard scan')

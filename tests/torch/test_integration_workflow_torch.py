@@ -53,6 +53,9 @@ def test_run_pytorch_train_save_load_infer(cuda_cpu_env, tmp_path):
     # Persistence phase
     assert (output_dir / 'checkpoints' / 'last.ckpt').is_file()
     assert (output_dir / 'wts.h5.zip').is_file()
+    from ptycho_torch.model import PtychoPINN_Lightning
+    restored = PtychoPINN_Lightning.load_from_checkpoint(output_dir / 'checkpoints' / 'last.ckpt')
+    assert restored.intensity_scale == pytest.approx(results['intensity_scale'])
 
     # Load phase: no config kwargs
     models, loaded_config = load_inference_bundle_torch(output_dir)
