@@ -53,3 +53,12 @@ def write_bytes(target: str | os.PathLike[str], data: bytes) -> Path:
 def write_text(target: str | os.PathLike[str], text: str) -> Path:
     """Atomically write ``text`` (UTF-8) to ``target``."""
     return write_bytes(target, text.encode('utf-8'))
+
+
+def copy_file(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Atomically copy ``source`` to ``target`` (a model bundle, a product file)."""
+    import shutil
+
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+    return Path(target)

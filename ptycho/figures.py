@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -19,6 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from numpy.typing import ArrayLike, NDArray
+
+from ptycho.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -29,16 +30,9 @@ __all__ = ['save_figure', 'image_png', 'amplitude_png', 'phase_png', 'loss_curve
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
     """Render ``fig`` to ``path`` atomically (temp file + rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix='.png.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as handle:
-            fig.savefig(handle, format='png', dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format='png', dpi=dpi)
     logger.debug('Wrote %s', path)
     return path
 

@@ -26,6 +26,16 @@ from numpy.typing import ArrayLike, NDArray
 
 COVERAGE_EPS = 1e-6
 
+PTYCHODUS_PIXEL_OFFSET = 0.5
+"""Added to Ptychodus' object-pixel positions to get our patch centres.
+
+Ptychodus centres an N-pixel patch on pixel ``(N - 1) / 2`` (its patch at ``x`` starts at
+column ``x - (N - 1) / 2``); we centre it on pixel ``N / 2`` (start ``x - N/2``). The same
+object pixels are covered when ``x_ours = x_ptychodus + 1/2`` (likewise for y). Every
+reader of Ptychodus positions (plugin and CLI) applies it, so a reconstruction lands on
+the Ptychodus object grid without a half-pixel shift.
+"""
+
 
 def bilinear_sample(image: NDArray, rows: NDArray, cols: NDArray) -> NDArray:
     """Sample ``image`` (H, W, real or complex) at fractional ``rows``/``cols``; zero outside."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,9 @@ from typing import Any, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from ptycho.atomic import atomic_path
+from ptycho.physics import PTYCHODUS_PIXEL_OFFSET
 
 logger = logging.getLogger(__name__)
 
@@ -188,8 +190,10 @@ def read_pair(path: str | os.PathLike[str]) -> PtychodusScan:
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', UserWarning)  # RawData also logs the conversion
         raw = RawData(
-            np.asarray(geometry.map_probe_positions_to_object_x_px(positions), np.float64),
-            np.asarray(geometry.map_probe_positions_to_object_y_px(positions), np.float64),
+            np.asarray(geometry.map_probe_positions_to_object_x_px(positions), np.float64)
+            + PTYCHODUS_PIXEL_OFFSET,
+            np.asarray(geometry.map_probe_positions_to_object_y_px(positions), np.float64)
+            + PTYCHODUS_PIXEL_OFFSET,
             None, None, counts, product.probes.get_probe_no_opr().get_array(),
             np.zeros(len(counts), dtype=np.int64), objectGuess=product.object_.get_layer(0),
             source=str(diffraction_path), diffraction_units='counts', diffraction_key='patterns')
@@ -200,15 +204,8 @@ def read_pair(path: str | os.PathLike[str]) -> PtychodusScan:
 def _atomic_save_product(path: Path, product: Any) -> Path:
     from ptychodus.api.io import save_product
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix='.h5.tmp')
-    os.close(fd)
-    try:
-        save_product(Path(tmp), product)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_product(tmp, product)
     return path
 
 
@@ -246,7 +243,8 @@ def write_product(path: str | os.PathLike[str], obj: ArrayLike, origin_xy: Seque
         frame = placeholder_frame(int(probe_arr.shape[-1]))
         xy = np.asarray(positions_xy, dtype=np.float64).reshape(-1, 2)
         probe_positions = ProbePositionSequence([
-            ProbePosition(index, frame.pixel_size_m * x, frame.pixel_size_m * y)
+            ProbePosition(index, frame.pixel_size_m * (x - PTYCHODUS_PIXEL_OFFSET),
+                          frame.pixel_size_m * (y - PTYCHODUS_PIXEL_OFFSET))
             for index, (x, y) in enumerate(xy)])
         metadata = ProductMetadata(
             name=name,
@@ -303,6 +301,6 @@ def read_product_object(path: str | os.PathLike[str]) -> ProductObject:
     origin = frame.canvas_origin_px((geometry.center_x_m, geometry.center_y_m), obj.shape)
     positions = np.stack([geometry.map_probe_positions_to_object_x_px(product.probe_positions),
                           geometry.map_probe_positions_to_object_y_px(product.probe_positions)],
-                         axis=1).astype(np.float64)
+                         axis=1).astype(np.float64) + PTYCHODUS_PIXEL_OFFSET
     return ProductObject(obj=obj, origin_xy=origin, pixel_size_m=frame.pixel_size_m,
                          positions_canvas_xy=positions)

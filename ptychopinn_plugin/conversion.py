@@ -10,8 +10,6 @@ applied in the worker by ``ptycho.probe`` so that it is written once.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,18 +21,12 @@ from ptychodus.api.preprocess.diffraction import inpaint_bad_pixels
 from ptychodus.api.product import LossValue, Product
 from ptychodus.api.reconstruct import ReconstructInput
 
+from ptycho.atomic import atomic_path
+from ptycho.physics import PTYCHODUS_PIXEL_OFFSET
+
+
 logger = logging.getLogger(__name__)
 
-PTYCHODUS_TO_PINN_PX = 0.5
-"""Added to Ptychodus' object-pixel positions to get PtychoPINN patch centres.
-
-Ptychodus centres an N-pixel patch on pixel ``(N - 1) / 2`` (its patch at ``x`` starts at
-column ``x - (N - 1) / 2``); PtychoPINN centres it on pixel ``N / 2`` (start ``x - N/2``,
-DESIGN.md section 4). The same object pixels are therefore covered when
-``x_pinn = x_ptychodus + 1/2`` (and likewise for y), so a model sees the scene exactly as
-Ptychodus' own forward model does, and the stitched object lands on the Ptychodus grid
-without a half-pixel shift.
-"""
 
 
 @dataclass
@@ -96,7 +88,7 @@ def scan_from_input(parameters: ReconstructInput) -> ScanData:
     """Convert Ptychodus' reconstruct input to :class:`ScanData` (metres -> object px).
 
     Positions: metres -> Ptychodus object pixels (``map_probe_positions_to_object_*``)
-    -> PtychoPINN patch centres (+ :data:`PTYCHODUS_TO_PINN_PX`).
+    -> PtychoPINN patch centres (+ :data:`PTYCHODUS_PIXEL_OFFSET`).
     """
     product = parameters.product
     patterns = parameters.diffraction_patterns
@@ -113,9 +105,9 @@ def scan_from_input(parameters: ReconstructInput) -> ScanData:
         raise ValueError(f'product "{product.metadata.name}": the object is empty; build an '
                          f'object first (its pixel grid is where the result is stitched)')
     x_px = numpy.asarray(geometry.map_probe_positions_to_object_x_px(product.probe_positions),
-                         dtype=numpy.float64) + PTYCHODUS_TO_PINN_PX
+                         dtype=numpy.float64) + PTYCHODUS_PIXEL_OFFSET
     y_px = numpy.asarray(geometry.map_probe_positions_to_object_y_px(product.probe_positions),
-                         dtype=numpy.float64) + PTYCHODUS_TO_PINN_PX
+                         dtype=numpy.float64) + PTYCHODUS_PIXEL_OFFSET
     probe = numpy.asarray(product.probes.get_probe_no_opr().get_array())
     if probe.ndim == 3 and probe.shape[0] == 1:
         probe = probe[0]
@@ -153,14 +145,8 @@ def write_contract_npz(path: Path, scan: ScanData, *, include_object: bool = Tru
         arrays['objectGuess'] = scan.object_guess
     if scan.bad_pixels is not None:
         arrays['bad_pixels'] = scan.bad_pixels
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as handle:
-            numpy.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, 'wb') as handle:
+        numpy.savez(handle, **arrays)
     logger.info('Wrote %d patterns (amplitudes) to %s', len(scan), path)
     return path
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -29,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ptycho.atomic import copy_file
 from ptycho.config.config import InferenceConfig, TrainingConfig
 
 logger = logging.getLogger('ptychopinn_plugin.engine')
@@ -54,18 +53,6 @@ def _require_backend(backend: str) -> None:
     from ptycho.workflows.backend_selector import backend_module
 
     backend_module(backend)  # RuntimeError 'PyTorch backend selected but torch ...'
-
-
-def _copy_atomic(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f'.{target.name}.', suffix='.tmp')
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _file_key(path: Path) -> tuple[str, int, int]:
@@ -299,7 +286,7 @@ class Engine:
         history, bundle, model = self._adapter.fit(train_raw, test_raw, config, emit,
                                                    self._cancel)
         target = Path(payload['bundle'])
-        _copy_atomic(bundle, target)
+        copy_file(bundle, target)
         model.path = target
         self._remember(_file_key(target), model)
         logger.info('Training took %.1f s; model saved to %s', time.perf_counter() - tic, target)

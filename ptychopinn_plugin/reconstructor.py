@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
@@ -28,6 +25,8 @@ from ptychodus.api.reconstruct import (
     TrainableReconstructor,
     TrainOutput,
 )
+
+from ptycho.atomic import copy_file
 
 from .client import WorkerPool
 from .conversion import result_product, scan_from_input, write_contract_npz
@@ -76,18 +75,6 @@ def peek_bundle(path: Path) -> BundleInfo:
         manifest.get('config'), dict) else {}
     return BundleInfo(path, str(manifest.get('backend')), manifest.get('N'),
                       manifest.get('gridsize'), model_cfg.get('model_type'))
-
-
-def _copy_atomic(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f'.{target.name}.', suffix='.tmp')
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class PinnReconstructor(TrainableReconstructor):
@@ -158,7 +145,7 @@ class PinnReconstructor(TrainableReconstructor):
                                f'or trained yet')
         source, target = self._model.path, Path(file_path)
         if source.resolve() != target.resolve():
-            _copy_atomic(source, target)
+            copy_file(source, target)
         logger.info('Saved model to %s', target)
 
     # -- training ---------------------------------------------------------------------

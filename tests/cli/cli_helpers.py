@@ -69,6 +69,8 @@ def write_ptychodus_pair(npz: Path, directory: Path, pixel_size_m: float = 2e-8)
     from ptychodus.api.probe_positions import ProbePosition, ProbePositionSequence
     from ptychodus.api.product import Product, ProductMetadata
 
+    from ptycho.physics import PTYCHODUS_PIXEL_OFFSET
+
     data = np.load(npz)
     amplitude = data['diffraction']
     counts = np.rint(amplitude.astype(np.float64) ** 2).astype(np.uint32)
@@ -79,8 +81,9 @@ def write_ptychodus_pair(npz: Path, directory: Path, pixel_size_m: float = 2e-8)
     indexes = np.arange(M, dtype=np.intp)
     save_diffraction_data(directory / 'diffraction.h5', AssembledDiffractionData(
         indexes, counts, PixelGeometry(75e-6, 75e-6), np.zeros((N, N), dtype=bool)))
-    x_m = (data['xcoords'] - (width - 1) / 2) * pixel_size_m
-    y_m = (data['ycoords'] - (height - 1) / 2) * pixel_size_m
+    # Our patch centres sit half a pixel after Ptychodus' (ptycho.physics.PTYCHODUS_PIXEL_OFFSET).
+    x_m = (data['xcoords'] - PTYCHODUS_PIXEL_OFFSET - (width - 1) / 2) * pixel_size_m
+    y_m = (data['ycoords'] - PTYCHODUS_PIXEL_OFFSET - (height - 1) / 2) * pixel_size_m
     pixel = PixelGeometry(pixel_size_m, pixel_size_m)
     product = Product(
         metadata=ProductMetadata(name='test scan', comments='', detector_distance_m=1.0,

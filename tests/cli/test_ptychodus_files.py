@@ -9,6 +9,8 @@ import pytest
 
 from cli_helpers import write_ptychodus_pair
 
+from ptycho.physics import PTYCHODUS_PIXEL_OFFSET
+
 pytest.importorskip('ptychodus')
 
 
@@ -48,10 +50,11 @@ def test_product_written_and_read_back_with_ptychodus(tmp_path: Path, small_sim:
     assert len(product.probe_positions) == len(raw)
     back = read_product_object(path)
     assert back.origin_xy == pytest.approx((12.0, 7.0))
-    # Positions map onto the canvas at (position - origin), as Ptychodus computes them.
+    # Positions map onto the canvas at (position - origin), in Ptychodus' pixel convention
+    # (half a pixel before our patch centres).
     geometry = product.object_.get_geometry()
     x_px = geometry.map_probe_positions_to_object_x_px(product.probe_positions)
-    np.testing.assert_allclose(x_px, raw.xcoords - 12.0, atol=1e-6)
+    np.testing.assert_allclose(x_px, raw.xcoords - 12.0 - PTYCHODUS_PIXEL_OFFSET, atol=1e-6)
 
     # From Ptychodus input: metadata, positions and probe of the source are kept.
     scan = load_data(write_ptychodus_pair(small_sim, tmp_path / 'scan')).ptychodus
@@ -61,5 +64,5 @@ def test_product_written_and_read_back_with_ptychodus(tmp_path: Path, small_sim:
     assert product.metadata.name == 'test scan'
     geometry = product.object_.get_geometry()
     x_px = geometry.map_probe_positions_to_object_x_px(product.probe_positions)
-    np.testing.assert_allclose(x_px, raw.xcoords - 12.0, atol=1e-6)
+    np.testing.assert_allclose(x_px, raw.xcoords - 12.0 - PTYCHODUS_PIXEL_OFFSET, atol=1e-6)
     assert not list(tmp_path.glob('.*.tmp'))

@@ -31,7 +31,7 @@ import pytest
 from ptychodus.api.io import load_product
 
 import scenes
-from conftest import subprocess_env
+from plugin_support import subprocess_env
 
 N_POSITIONS = 128
 QUALITY_EPOCHS = int(os.environ.get('PTYCHOPINN_PLUGIN_QUALITY_EPOCHS', '0'))

@@ -12,7 +12,7 @@ from ptychodus.api.reconstruct import ReconstructOutput, TrainableReconstructor,
 from ptychodus.api.settings import SettingsRegistry
 
 import scenes
-from conftest import Trained, make_library
+from plugin_support import Trained, make_library
 
 
 def test_registration_adds_library_without_touching_builtins() -> None:

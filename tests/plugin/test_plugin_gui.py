@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import subprocess_env
+from plugin_support import subprocess_env
 
 # Runs ``ptychodus-pinn`` (launcher.main) unchanged; QApplication.exec is replaced by the
 # checks, which drive the window like a user would and then return instead of looping.

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import Trained
+from plugin_support import Trained
 
 from ptychopinn_plugin.client import WorkerCrashedError
 
