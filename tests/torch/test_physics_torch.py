@@ -87,16 +87,18 @@ def test_consistent_patches_are_a_fixed_point_of_the_overlap_constraint(rng):
     np.testing.assert_allclose(grouped[covered, covered], truth[covered, covered], atol=1e-5)
 
 
-@pytest.mark.parametrize('gridsize', [1, 2])
-def test_model_forward_physics_matches_reference(rng, gridsize):
+@pytest.mark.parametrize('gridsize,probe_big', [(1, True), (2, True), (2, False)])
+def test_model_forward_physics_matches_reference(rng, gridsize, probe_big):
     C = gridsize * gridsize
-    config = ModelConfig(N=N, grid_size=(gridsize, gridsize), n_filters_scale=1)
+    config = ModelConfig(N=N, grid_size=(gridsize, gridsize), n_filters_scale=1,
+                         probe_big=probe_big)
     probe = random_complex(rng, N, N)
     model = PtychoPINN(config, nphotons=1e6, probe=probe.astype(np.complex64))
     obj = random_complex(rng, 3, C, N, N).astype(np.complex64)
     offsets = rng.uniform(-5, 5, size=(3, C, 2))
     intensity = model.predicted_intensity(torch.tensor(obj), torch.tensor(offsets))
-    support = ref.central_window_mask(N)
+    # The window support applies only when the patch is zero outside it (no probe_big).
+    support = None if probe_big else ref.central_window_mask(N)
     for b in range(3):
         expected = ref.forward_group(obj[b], probe.astype(np.complex64),
                                      offsets[b] if C > 1 else None, support)
