@@ -52,7 +52,9 @@ def save_bundle_torch(module: PtychoPINN_Lightning, config: TrainingConfig,
     files = {MODEL_FILE: buffer.getvalue(),
              HPARAMS_FILE: json.dumps(dict(module.hparams), default=str).encode(),
              PARAMS_FILE: json.dumps(legacy, default=str).encode()}
-    return write_bundle(output_dir, 'pytorch', files, config=to_dict(config),
+    recorded = to_dict(config)
+    recorded['backend'] = 'pytorch'  # whatever the caller's config said, these are torch weights
+    return write_bundle(output_dir, 'pytorch', files, config=recorded,
                         intensity_scale=module.intensity_scale, model_names=MODEL_NAMES)
 
 
