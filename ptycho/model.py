@@ -311,8 +311,10 @@ def create_model(config: TrainingConfig | InferenceConfig | ModelConfig, probe: 
         raise ValueError(f'create_model: probe must have shape ({N}, {N}) to match '
                          f'config.model.N={N}, found {probe.shape}')
     s0 = photon_scale(float(nphotons), N)
-    support = (tf_helper.physics.central_window_mask(N) if model_cfg.pad_object
-               else np.ones((N, N)))
+    # Overlap support: the central window only where the patch really is zero outside it
+    # (pad_object without probe_big); the probe_big periphery fills the whole patch.
+    support = (tf_helper.physics.central_window_mask(N)
+               if model_cfg.pad_object and not model_cfg.probe_big else np.ones((N, N)))
     mask = None
     if model_cfg.probe_mask:
         from ptycho.probe import probe_mask

@@ -183,3 +183,18 @@ def test_seeded_training_is_reproducible(datasets, tmp_path) -> None:
         models = create_model(config, container.probe)
         losses.append(train(models, container, config)['train_loss'])
     assert losses[0] == losses[1]
+
+
+@pytest.mark.parametrize('pad_object,probe_big', [(True, True), (True, False), (False, True)])
+def test_overlap_support_matches_torch(pad_object: bool, probe_big: bool) -> None:
+    """Both backends merge gridsize-2 groups over the same support."""
+    pytest.importorskip('torch')
+    from ptycho_torch import config_bridge
+    from ptycho_torch.model import overlap_support
+
+    model_cfg = ModelConfig(N=64, gridsize=2, n_filters_scale=1, pad_object=pad_object,
+                            probe_big=probe_big)
+    models = create_model(TrainingConfig(model=model_cfg), np.ones((64, 64), np.complex64))
+    tf_support = models.autoencoder.get_layer('overlap').support
+    _, torch_model, _ = config_bridge.to_torch(TrainingConfig(model=model_cfg))
+    np.testing.assert_array_equal(tf_support, overlap_support(torch_model).numpy())
