@@ -146,7 +146,9 @@ class PtychoNet(nn.Module):
 
 def _probe_as_real(probe: np.ndarray | Tensor | None, N: int) -> Tensor:
     if probe is None:
-        logger.warning('No probe given: starting from a flat probe (sum |P|^2 = (N/2)^2)')
+        # Checkpoint and bundle loading construct without a probe and then restore the
+        # trained one from the state dict, so this is not worth a warning.
+        logger.debug('No probe given: starting from a flat probe (sum |P|^2 = (N/2)^2)')
         probe = np.full((N, N), 0.5, dtype=np.complex64)
     tensor = torch.as_tensor(np.asarray(probe) if not isinstance(probe, Tensor) else probe)
     tensor = tensor.detach().to(torch.complex64)
