@@ -31,6 +31,7 @@ from ptycho.config.config import (
     PATCH_SIZES,
     InferenceConfig,
     TrainingConfig,
+    read_yaml_mapping,
     save_yaml,
 )
 
@@ -419,17 +420,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _yaml_mapping(path: Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise FileNotFoundError(f'{path}: cannot read config file ({exc.strerror})') from exc
-    except yaml.YAMLError as exc:
-        raise ValueError(f'{path}: not valid YAML ({exc})') from exc
-    return data if isinstance(data, dict) else {}
+    return {} if path is None else read_yaml_mapping(path)
 
 
 def _resolve(cls: type, args: argparse.Namespace) -> tuple[Any, dict[str, Any], dict[str, Any]]:

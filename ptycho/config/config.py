@@ -344,8 +344,8 @@ def save_yaml(config: ModelConfig | AnyConfig, path: str | os.PathLike[str]) -> 
     return write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
-def load_yaml(cls: type[_C], path: str | os.PathLike[str]) -> _C:
-    """Read a config written by :func:`save_yaml` (or by hand)."""
+def read_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The top-level mapping of a YAML config file (empty file -> ``{}``)."""
     import yaml
 
     path = Path(path)
@@ -356,10 +356,15 @@ def load_yaml(cls: type[_C], path: str | os.PathLike[str]) -> _C:
     except yaml.YAMLError as exc:
         raise ValueError(f'{path}: not valid YAML ({exc})') from exc
     if data is None:
-        data = {}
+        return {}
     if not isinstance(data, dict):
         raise ValueError(f'{path}: expected a YAML mapping of config keys, found {type(data).__name__}')
-    return from_dict(cls, data, source=str(path))
+    return data
+
+
+def load_yaml(cls: type[_C], path: str | os.PathLike[str]) -> _C:
+    """Read a config written by :func:`save_yaml` (or by hand)."""
+    return from_dict(cls, read_yaml_mapping(path), source=str(path))
 
 
 def update_legacy_dict(cfg: MutableMapping[str, Any], config: ModelConfig | AnyConfig) -> None:
