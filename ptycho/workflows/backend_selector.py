@@ -33,6 +33,7 @@ _FUNCTIONS = {
     'reassemble': {'tensorflow': 'reassemble_cdi_image',
                    'pytorch': '_reassemble_cdi_image_torch'},
 }
+_TORCH_FRAMEWORK = ('torch', 'lightning', 'lightning_fabric', 'pytorch_lightning')
 TORCH_MISSING = (
     'PyTorch backend selected but torch module unavailable ({detail}). '
     'Install PyTorch with `pip install torch>=2.2` (or `pip install ptychopinn[torch]`, which '
@@ -65,6 +66,10 @@ def backend_module(backend: str) -> ModuleType:
         try:
             return importlib.import_module(_MODULES[backend])
         except ImportError as exc:
+            # Only a missing framework (torch, lightning) gets the install advice; any
+            # other import failure (a broken install of this package) surfaces as itself.
+            if exc.name is not None and exc.name.split('.')[0] not in _TORCH_FRAMEWORK:
+                raise
             raise RuntimeError(TORCH_MISSING.format(detail=exc)) from exc
     return importlib.import_module(_MODULES[backend])
 

@@ -164,3 +164,25 @@ def test_dispatcher_imports_no_backend(tmp_path: Path) -> None:
     proc = _python(['-c', code], tmp_path, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == '[]'
+
+
+@pytest.mark.parametrize('blocked,advised', [('lightning', True), ('ptycho_torch.model', False)])
+def test_only_a_missing_framework_gets_install_advice(tmp_path: Path, blocked: str,
+                                                      advised: bool) -> None:
+    """Missing lightning -> the install message; a broken module of ours -> its own error."""
+    code = BLOCK_TORCH.replace(
+        "if name == 'torch' or name.startswith('torch.'):",
+        f"if name == {blocked!r} or name.startswith({blocked + '.'!r}):",
+    ).replace("raise ImportError(f'No module named {name!r} (blocked by test)')",
+              "raise ModuleNotFoundError(f'No module named {name!r} (blocked by test)', "
+              "name=name)").replace('except RuntimeError as exc:', 'except (RuntimeError, ImportError) as exc:'
+              ).replace("print('RUNTIME_ERROR:', exc)",
+                        "print(type(exc).__name__ + ':', exc)")
+    proc = _python(['-c', code], tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    if advised:
+        assert 'RuntimeError: PyTorch backend selected but torch module unavailable' in proc.stdout
+        assert "'lightning'" in proc.stdout
+    else:
+        assert 'ModuleNotFoundError:' in proc.stdout or 'ImportError:' in proc.stdout
+        assert 'pip install torch' not in proc.stdout and blocked in proc.stdout
