@@ -14,7 +14,8 @@ PYTEST_ARGS ?=
 
 venv: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml Makefile
+# Top-level package __init__ files: a new package needs the editable install redone.
+$(STAMP): setup.cfg pyproject.toml Makefile $(wildcard */__init__.py)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_CPU) $(TF_CPU)
