@@ -428,8 +428,10 @@ def _resolve(cls: type, args: argparse.Namespace) -> tuple[Any, dict[str, Any], 
     overrides = given_overrides(args, cls)
     if args.config is not None and not args.config.exists():
         raise FileNotFoundError(f'{args.config}: config file not found')
-    config = resolve_config(cls, args.config, overrides)
-    return config, overrides, _yaml_mapping(args.config)
+    yaml_data = _yaml_mapping(args.config)
+    config = resolve_config(cls, yaml_data if args.config is not None else None, overrides,
+                            yaml_source=str(args.config))
+    return config, overrides, yaml_data
 
 
 def _explicit(key: str, overrides: Mapping[str, Any], yaml_data: Mapping[str, Any],

@@ -27,7 +27,6 @@ from ptycho.config.config import (
     ModelConfig,
     TrainingConfig,
     from_dict,
-    load_yaml,
     to_dict,
 )
 
@@ -192,8 +191,10 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, An
     return merged
 
 
-def resolve_config(cls: type[_C], yaml_path: Path | None, overrides: Mapping[str, Any],
-                   ) -> _C:
-    """Defaults, then the YAML file, then the flags; validated by the dataclass."""
-    base = to_dict(load_yaml(cls, yaml_path)) if yaml_path is not None else to_dict(cls())
+def resolve_config(cls: type[_C], yaml_data: Mapping[str, Any] | None,
+                   overrides: Mapping[str, Any], yaml_source: str = '<yaml>') -> _C:
+    """Defaults, then the YAML mapping (already read), then the flags; validated by the
+    dataclass."""
+    base = (to_dict(from_dict(cls, dict(yaml_data), source=yaml_source))
+            if yaml_data is not None else to_dict(cls()))
     return from_dict(cls, merge(base, overrides), source='command line')
