@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--learning-rate', type=float, default=DEFAULTS['learning_rate'])
     parser.add_argument('--n-groups', type=int, default=DEFAULTS['n_groups'])
     parser.add_argument('--amp-activation', default=DEFAULTS['amp_activation'])
+    parser.add_argument('--model-type', default='pinn', choices=('pinn', 'supervised'),
+                        help='supervised trains on the true patches: a learnability check')
     parser.add_argument('--mae-weight', type=float, default=DEFAULTS['mae_weight'])
     parser.add_argument('--lr-plateau-patience', type=int, default=3)
     parser.add_argument('--M', type=int, default=None, help='stitching crop (default N/2)')
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainingConfig(
         model=ModelConfig(N=STANDARD.N, gridsize=args.gridsize,
                           n_filters_scale=args.n_filters_scale,
-                          amp_activation=args.amp_activation),
+                          amp_activation=args.amp_activation, model_type=args.model_type),
         nepochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         n_groups=args.n_groups, nphotons=STANDARD.nphotons, mae_weight=args.mae_weight,
         output_dir=workdir, backend=args.backend, subsample_seed=args.seed,
@@ -151,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         'epochs': epochs, 'final_train_loss': history[-1] if history else None,
         'settings': {k: getattr(args, k) for k in ('n_filters_scale', 'batch_size',
                                                     'learning_rate', 'n_groups', 'amp_activation',
-                                                    'mae_weight', 'seed', 'n_positions')},
+                                                    'mae_weight', 'seed', 'n_positions',
+                                                    'model_type')},
         'cpu_count': os.cpu_count(),
     }
     for split, raw in (('train', train_raw), ('test', test_raw)):
