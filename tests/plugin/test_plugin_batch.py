@@ -36,9 +36,9 @@ from plugin_support import subprocess_env
 N_POSITIONS = 128
 QUALITY_EPOCHS = int(os.environ.get('PTYCHOPINN_PLUGIN_QUALITY_EPOCHS', '20'))
 # Measured with 20 epochs on 2 CPU cores (113 s for both): TensorFlow phase 0.53
-# (amplitude 0.29), PyTorch phase 0.63 (amplitude 0.34); a PyTorch measurement with last
-# session's code gave phase 0.39. The amplitude lags the phase early in training, so the bar is on
-# the phase; 5 epochs are not enough (TensorFlow phase 0.27).
+# (amplitude 0.29), PyTorch phase 0.63 (amplitude 0.34); an older version of the code gave
+# PyTorch phase 0.39. The amplitude lags the phase early in training, so the bar is on the
+# phase; 5 epochs are not enough (TensorFlow phase 0.27).
 MIN_PHASE_CORRELATION = 0.3
 
 TRAIN_IN_PROCESS = """
