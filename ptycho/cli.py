@@ -419,19 +419,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _yaml_mapping(path: Path | None) -> dict[str, Any]:
-    return {} if path is None else read_yaml_mapping(path)
-
-
 def _resolve(cls: type, args: argparse.Namespace) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """(config, flag overrides, raw YAML mapping)."""
     overrides = given_overrides(args, cls)
     if args.config is not None and not args.config.exists():
         raise FileNotFoundError(f'{args.config}: config file not found')
-    yaml_data = _yaml_mapping(args.config)
-    config = resolve_config(cls, yaml_data if args.config is not None else None, overrides,
-                            yaml_source=str(args.config))
-    return config, overrides, yaml_data
+    yaml_data = read_yaml_mapping(args.config) if args.config is not None else None
+    config = resolve_config(cls, yaml_data, overrides, yaml_source=str(args.config))
+    return config, overrides, yaml_data or {}
 
 
 def _explicit(key: str, overrides: Mapping[str, Any], yaml_data: Mapping[str, Any],
