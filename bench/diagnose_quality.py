@@ -1,8 +1,9 @@
 """Why the PINN's quality is what it is: three measurements on the standard benchmark.
 
 1. **Is the problem well posed?** Direct gradient-descent ptychography (no network: the
-   whole object is the unknown, Adam with cosine decay on the amplitude misfit) on the ``train`` scan, with
-   the true probe; prints SSIM against ground truth after each block of epochs.
+   whole object is the unknown, Adam with cosine decay on the amplitude misfit) on the
+   ``train`` scan, with the true probe; prints SSIM against ground truth after each block
+   of epochs.
 2. **How well can the model's physics explain the data?** The ground-truth patches pushed
    through the torch forward model, without and with the gridsize-2 overlap merge:
    relative amplitude residual after a best scale fit (Poisson noise alone gives ~0.1 %).
@@ -29,7 +30,21 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-logger = logging.getLogger('bench.diagnose_quality')
+
+SAMPLE = 400  # groups used for the residuals and spreads
+
+
+def _sample(container):
+    """Measured X, true patches Y and local offsets of the first ``SAMPLE`` groups."""
+    return (container.X[:SAMPLE], container.Y[:SAMPLE],
+            container.local_offsets[:SAMPLE].float())
+
+
+def _model_amplitude(model, patches, offsets):
+    """Far-field amplitude of object patches through the model's own physics path."""
+    import torch
+
+    return torch.sqrt(model.predicted_intensity(patches, offsets))
 
 
 def relative_residual(predicted, measured) -> float:
@@ -91,11 +106,10 @@ def physics_floor(raw, gridsize: int) -> None:
     config = TrainingConfig(model=ModelConfig(N=raw.probeGuess.shape[-1], gridsize=gridsize))
     container = as_torch_container(raw, config)
     model = PtychoPINN(to_torch_model(config.model), config.nphotons, container.probe)
-    X, Y = container.X[:400], container.Y[:400]
-    offsets = container.local_offsets[:400].float()
+    X, Y, offsets = _sample(container)
     with torch.inference_mode():
         plain = physics.far_field_amplitude(model.probe * Y)
-        merged = physics.far_field_amplitude(model.probe * model.exit_patches(Y, offsets))
+        merged = _model_amplitude(model, Y, offsets)
     print(f'  ground truth, no overlap merge: residual {relative_residual(plain, X):.4f}')
     if gridsize > 1:
         print(f'  ground truth, gridsize-{gridsize} overlap merge: residual '
@@ -105,22 +119,20 @@ def physics_floor(raw, gridsize: int) -> None:
 def trained_network(raw, bundle: Path) -> None:
     import torch
 
-    from ptycho_torch import physics
     from ptycho_torch.data import as_torch_container
     from ptycho_torch.persistence import load_inference_bundle_torch
 
     models, config = load_inference_bundle_torch(bundle)
     model = models['lightning_module'].model
     container = as_torch_container(raw, config)
-    X, Y = container.X[:400], container.Y[:400]
-    offsets = container.local_offsets[:400].float()
+    X, Y, offsets = _sample(container)
     N = X.shape[-1]
     centre = slice(N // 2 - 8, N // 2 + 8)
     with torch.inference_mode():
         amp, phase, obj = model.object_patches(X)
-        predicted = physics.far_field_amplitude(model.probe * model.exit_patches(obj, offsets))
+        predicted = _model_amplitude(model, obj, offsets)
         flat = torch.full_like(Y, complex(float(Y.abs().mean()), 0.0))
-        flat_predicted = physics.far_field_amplitude(model.probe * model.exit_patches(flat, offsets))
+        flat_predicted = _model_amplitude(model, flat, offsets)
     print(f'  network residual {relative_residual(predicted, X):.4f} '
           f'(flat object: {relative_residual(flat_predicted, X):.4f})')
     print(f'  pattern-to-pattern spread of the central 16x16: amplitude '
