@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 from ptycho import __version__
 from ptycho.atomic import atomic_path
+from ptycho.config.config import with_legacy_model_defaults
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,11 @@ class Bundle:
 
     @property
     def config(self) -> dict[str, Any]:
-        return dict(self.manifest.get('config', {}))
+        """The run config, with model settings newer than the bundle at their old values."""
+        config = dict(self.manifest.get('config', {}))
+        if isinstance(config.get('model'), Mapping):
+            config['model'] = with_legacy_model_defaults(config['model'])
+        return config
 
 
 def bundle_path(location: str | os.PathLike[str]) -> Path:

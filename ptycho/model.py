@@ -9,6 +9,9 @@
 * ``diffraction_to_obj`` (inference): inputs ``[X * s, local_offsets]`` with s the trained
   intensity scale (what Ptychodus multiplies by); output the complex object (B, N, N, 1).
 
+The network sees X, or with ``input_features='backprojection'`` ``[X, Re(b), Im(b)]`` (3C
+channels; b the group back-projection of the unscaled X with the model's probe).
+
 There is no module-level model: every call builds fresh layers from the config.
 """
 
@@ -17,12 +20,14 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from ptycho import network_layout as layout
 from ptycho import tf_helper
 from ptycho.config.config import InferenceConfig, ModelConfig, TrainingConfig
 
@@ -151,6 +156,31 @@ class ProbeIllumination(keras.layers.Layer):
         return obj * self.probe()[None, :, :, None]
 
 
+class BackProjection(keras.layers.Layer):
+    """Physics input channels ``[Re(b), Im(b)]`` (B, N, N, 2C) of the group back-projection.
+
+    ``b = tf_helper.backprojection(X, P, offsets, iterations)`` with the model's own probe
+    (``probe_fn``, the :class:`ProbeIllumination` layer's ``probe``), so a trainable probe is
+    used consistently. No weights: the parameter count changes only through the encoder's
+    input channels. With a fixed probe no gradient flows through it, as in the torch twin.
+    """
+
+    def __init__(self, probe_fn: Callable[[], tf.Tensor], iterations: int,
+                 trainable_probe: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # A bound method, not the layer: Keras would track a layer attribute as a sublayer.
+        self._probe_fn = probe_fn
+        self.iterations = int(iterations)
+        self.trainable_probe = bool(trainable_probe)
+
+    def call(self, X: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
+        estimate = tf_helper.backprojection(_channels_first(X), self._probe_fn(), offsets,
+                                            self.iterations)
+        out = tf.concat([tf.math.real(estimate), tf.math.imag(estimate)], axis=1)
+        out = _channels_last(tf.cast(out, X.dtype))
+        return out if self.trainable_probe else tf.stop_gradient(out)
+
+
 class FarFieldAmplitude(keras.layers.Layer):
     """``|fftshift(fft2(psi))| / N`` per channel, (B, N, N, C) complex -> float32."""
 
@@ -174,37 +204,93 @@ class InferenceModel(keras.Model):
 # --------------------------------------------------------------------------- network
 def filter_widths(config: ModelConfig) -> list[int]:
     """``w_k = 16 * n_filters_scale * 2**k`` for the L = log2(N) - 3 levels."""
-    N = config.require_size()
-    levels = int(round(math.log2(N))) - 3
-    return [16 * config.n_filters_scale * 2 ** k for k in range(levels)]
+    return layout.level_widths(config.require_size(), config.n_filters_scale)
 
 
 def decoder_widths(config: ModelConfig) -> list[int]:
-    widths = filter_widths(config)
-    steps = widths[:-1][::-1]
-    return steps if config.pad_object else steps + [widths[0]]
+    return layout.decoder_steps(filter_widths(config), config.pad_object)
 
 
-def _conv(width: int, name: str) -> keras.layers.Conv2D:
-    return keras.layers.Conv2D(width, 3, padding='same', activation='relu', name=name)
+def input_channels(config: ModelConfig) -> int:
+    """Network input channels: C amplitudes, plus 2C back-projection channels (real, imag)."""
+    return layout.input_channels(config.n_channels, config.input_features)
+
+
+def decoder_skips(config: ModelConfig) -> list[tuple[int, int] | None]:
+    """The skip plan of the decoder steps (all None without ``skip_connections``)."""
+    steps = decoder_widths(config)
+    if not config.skip_connections:
+        return [None] * len(steps)
+    return layout.skip_plan(config.require_size(), filter_widths(config), steps,
+                            config.pad_object)
+
+
+def _conv(width: int, name: str, policy: str = 'float32') -> keras.layers.Conv2D:
+    return keras.layers.Conv2D(width, 3, padding='same', activation='relu', name=name,
+                               dtype=policy)
+
+
+def network_policy(precision: str) -> str:
+    """Keras dtype policy of the network's layers for ``ModelConfig.network_precision``.
+
+    'auto' takes mixed bfloat16 only where it is native: a GPU of compute capability >= 8
+    or a CPU with AMX/AVX512-BF16 (oneDNN then runs the convolutions ~3.8x faster per
+    training step here); emulated bfloat16 elsewhere would be slower than float32.
+    """
+    if precision == 'float32':
+        return 'float32'
+    if precision == 'bfloat16':
+        return 'mixed_bfloat16'
+    gpus = tf.config.list_physical_devices('GPU')
+    if gpus:
+        capability = tf.config.experimental.get_device_details(gpus[0]).get('compute_capability')
+        return 'mixed_bfloat16' if capability and capability[0] >= 8 else 'float32'
+    return 'mixed_bfloat16' if _cpu_has_native_bfloat16() else 'float32'
+
+
+def _cpu_has_native_bfloat16() -> bool:
+    try:
+        flags = Path('/proc/cpuinfo').read_text()
+    except OSError:  # not Linux: stay with float32
+        return False
+    return any(flag in flags.split() for flag in ('amx_bf16', 'avx512_bf16'))
 
 
 def _amp_activation(name: str) -> str:
     return {'swish': 'silu', 'silu': 'silu'}.get(name, name)
 
 
-def _decoder(features: Any, config: ModelConfig, kind: str) -> Any:
-    """One decoder (``kind`` 'amp' or 'phase') from the bottleneck to an N x N x C map."""
+def _decoder(features: Any, skip_features: list[Any], config: ModelConfig, kind: str,
+             policy: str = 'float32') -> Any:
+    """One decoder (``kind`` 'amp' or 'phase') from the bottleneck to an N x N x C map.
+
+    With skip connections each step concatenates (decoder features first, as torch) the
+    central crop of the encoder level :func:`decoder_skips` names, after its upsampling.
+    """
     N = config.N
     C = config.n_channels
     x = features
-    for i, width in enumerate(decoder_widths(config)):
-        x = keras.layers.UpSampling2D(2, interpolation='nearest', name=f'{kind}_up{i}')(x)
-        x = _conv(width, f'{kind}_conv{i}a')(x)
-        x = _conv(width, f'{kind}_conv{i}b')(x)
+    for i, (width, skip) in enumerate(zip(decoder_widths(config), decoder_skips(config))):
+        x = keras.layers.UpSampling2D(2, interpolation='nearest', name=f'{kind}_up{i}',
+                                      dtype=policy)(x)
+        if skip is not None:
+            level, size = skip
+            full = int(skip_features[level].shape[1])
+            start = (full - size) // 2
+            cropped = skip_features[level]
+            if size < full:
+                crop = ((start, full - size - start),) * 2
+                cropped = keras.layers.Cropping2D(crop, name=f'{kind}_skip{i}_crop',
+                                                  dtype=policy)(cropped)
+            x = keras.layers.Concatenate(axis=-1, name=f'{kind}_skip{i}',
+                                         dtype=policy)([x, cropped])
+        x = _conv(width, f'{kind}_conv{i}a', policy)(x)
+        x = _conv(width, f'{kind}_conv{i}b', policy)(x)
 
     def head(inputs: Any, suffix: str) -> Any:
-        out = keras.layers.Conv2D(C, 3, padding='same', name=f'{kind}_{suffix}')(inputs)
+        # The output activations run in float32: the physics and loss after them do.
+        out = keras.layers.Conv2D(C, 3, padding='same', name=f'{kind}_{suffix}',
+                                  dtype=policy)(inputs)
         if kind == 'amp':
             return keras.layers.Activation(_amp_activation(config.amp_activation),
                                            name=f'{kind}_{suffix}_act')(out)
@@ -216,17 +302,21 @@ def _decoder(features: Any, config: ModelConfig, kind: str) -> Any:
     padded = keras.layers.ZeroPadding2D(N // 4, name=f'{kind}_pad')(centre)
     if not config.probe_big:
         return padded
-    up = keras.layers.UpSampling2D(2, interpolation='nearest', name=f'{kind}_periph_up')(x)
+    up = keras.layers.UpSampling2D(2, interpolation='nearest', name=f'{kind}_periph_up',
+                                   dtype=policy)(x)
     periphery = head(up, 'periph')
     return AddPeriphery(N, name=f'{kind}_combine')(padded, periphery)
 
 
-def _encoder(x: Any, config: ModelConfig) -> Any:
+def _encoder(x: Any, config: ModelConfig, policy: str = 'float32') -> tuple[Any, list[Any]]:
+    """The bottleneck and each level's features before pooling (the skip sources)."""
+    features = []
     for k, width in enumerate(filter_widths(config)):
-        x = _conv(width, f'enc_conv{k}a')(x)
-        x = _conv(width, f'enc_conv{k}b')(x)
-        x = keras.layers.MaxPooling2D(2, name=f'enc_pool{k}')(x)
-    return x
+        x = _conv(width, f'enc_conv{k}a', policy)(x)
+        x = _conv(width, f'enc_conv{k}b', policy)(x)
+        features.append(x)
+        x = keras.layers.MaxPooling2D(2, name=f'enc_pool{k}', dtype=policy)(x)
+    return x, features
 
 
 def _conv_params(c_in: int, c_out: int) -> int:
@@ -235,19 +325,24 @@ def _conv_params(c_in: int, c_out: int) -> int:
 
 def expected_param_count(config: ModelConfig, include_probe: bool = False) -> int:
     """Parameter count that architecture.md section 5 implies (conv weights + ``log_scale``,
-    plus the probe's 2 N**2 real numbers when ``include_probe``, i.e. a trainable probe)."""
+    plus the probe's 2 N**2 real numbers when ``include_probe``, i.e. a trainable probe).
+
+    The encoder's first conv sees :func:`input_channels`; with skip connections each decoder
+    conv pair also sees its skip's encoder width.
+    """
     C = config.n_channels
     widths = filter_widths(config)
     total = 0
-    c_in = C
+    c_in = input_channels(config)
     for w in widths:
         total += _conv_params(c_in, w) + _conv_params(w, w)
         c_in = w
     for _ in ('amp', 'phase'):
         c = widths[-1]
         dec = 0
-        for w in decoder_widths(config):
-            dec += _conv_params(c, w) + _conv_params(w, w)
+        for w, skip in zip(decoder_widths(config), decoder_skips(config)):
+            extra = 0 if skip is None else widths[skip[0]]
+            dec += _conv_params(c + extra, w) + _conv_params(w, w)
             c = w
         dec += _conv_params(c, C)
         if config.pad_object and config.probe_big:
@@ -270,6 +365,26 @@ class PtychoModels:
     s0: float
     scale_layer: IntensityScale
     probe_layer: ProbeIllumination
+    cached_input_model: keras.Model | None = None
+    """``autoencoder`` taking ``[X, offsets, backprojection]``: with a fixed probe the
+    back-projection depends on the data only, so training computes it once
+    (:meth:`backprojection_features`) instead of every step. Same weights."""
+
+    def backprojection_features(self, X: np.ndarray, offsets: np.ndarray,
+                                batch_size: int = 64) -> np.ndarray:
+        """The network's back-projection channels (B, N, N, 2C) for normalised X (B, N, N, C)."""
+        cfg = self.model_config
+        probe = self.probe_layer.probe()
+        parts = []
+        for start in range(0, len(X), batch_size):
+            chunk = tf.transpose(tf.convert_to_tensor(X[start:start + batch_size], tf.float32),
+                                 (0, 3, 1, 2))
+            estimate = tf_helper.backprojection(chunk, probe, offsets[start:start + batch_size],
+                                                cfg.backprojection_iterations)
+            both = tf.concat([tf.math.real(estimate), tf.math.imag(estimate)], axis=1)
+            parts.append(tf.transpose(both, (0, 2, 3, 1)).numpy())
+        N, C = cfg.N, cfg.n_channels
+        return np.concatenate(parts) if parts else np.zeros((0, N, N, 2 * C), np.float32)
 
     @property
     def intensity_scale(self) -> float:
@@ -326,35 +441,67 @@ def create_model(config: TrainingConfig | InferenceConfig | ModelConfig, probe: 
     X_in = keras.Input((N, N, C), name='X', dtype='float32')
     off_in = keras.Input((1, 2, C), name='local_offsets', dtype='float32')
 
-    # Shared trunk: X -> (amp, phase) maps (B, N, N, C).
-    trunk_in = keras.Input((N, N, C), name='X_norm', dtype='float32')
-    bottleneck = _encoder(trunk_in, model_cfg)
-    amp = _decoder(bottleneck, model_cfg, 'amp')
-    phase = _decoder(bottleneck, model_cfg, 'phase')
+    # Shared trunk: network input (B, N, N, C_in) -> (amp, phase) maps (B, N, N, C).
+    trunk_in = keras.Input((N, N, input_channels(model_cfg)), name='X_norm', dtype='float32')
+    policy = network_policy(model_cfg.network_precision)
+    bottleneck, skip_features = _encoder(trunk_in, model_cfg, policy)
+    amp = _decoder(bottleneck, skip_features, model_cfg, 'amp', policy)
+    phase = _decoder(bottleneck, skip_features, model_cfg, 'phase', policy)
     trunk = keras.Model(trunk_in, [amp, phase], name='trunk')
 
-    amp_t, phase_t = trunk(X_in)
-    amp_g = scale(amp_t, mode='gain')
-    obj = ComplexObject(name='object')(amp_g, phase_t)
-    if model_cfg.model_type == 'supervised':
-        out = keras.layers.Concatenate(axis=-1, name='amp_phase')([amp_g, phase_t])
+    if model_cfg.input_features == 'backprojection':
+        backprojection = BackProjection(illumination.probe, model_cfg.backprojection_iterations,
+                                        bool(probe_trainable), name='backprojection')
+        join = keras.layers.Concatenate(axis=-1, name='network_input')
+
+        def network_input(X: Any, offsets: Any) -> Any:
+            """[X, Re(b), Im(b)] on the channel axis (torch: cat([X, real, imag], dim=1))."""
+            return join([X, backprojection(X, offsets)])
     else:
-        patches = obj
-        if C > 1 and model_cfg.object_big:
-            patches = EnforceOverlap(support, name='overlap')(obj, off_in)
-        out = FarFieldAmplitude(name='far_field')(illumination(patches))
-    autoencoder = keras.Model([X_in, off_in], out, name='autoencoder')
+        def network_input(X: Any, offsets: Any) -> Any:
+            return X
+
+    to_object = ComplexObject(name='object')
+    overlap = EnforceOverlap(support, name='overlap') if C > 1 and model_cfg.object_big else None
+    far_field = FarFieldAmplitude(name='far_field')
+    join_amp_phase = keras.layers.Concatenate(axis=-1, name='amp_phase')
+
+    def training_output(net_in: Any, offsets: Any) -> Any:
+        """Network input -> what the loss compares (amplitudes, or amp|phase if supervised)."""
+        amp_t, phase_t = trunk(net_in)
+        amp_g = scale(amp_t, mode='gain')
+        if model_cfg.model_type == 'supervised':
+            return join_amp_phase([amp_g, phase_t])
+        patches = to_object(amp_g, phase_t)
+        if overlap is not None:
+            patches = overlap(patches, offsets)
+        return far_field(illumination(patches))
+
+    autoencoder = keras.Model([X_in, off_in], training_output(network_input(X_in, off_in), off_in),
+                              name='autoencoder')
+    cached = None
+    if model_cfg.input_features == 'backprojection' and not probe_trainable:
+        # Same layers, with the (data-only) back-projection fed in: computed once per dataset.
+        Xc_in = keras.Input((N, N, C), name='X_cached', dtype='float32')
+        offc_in = keras.Input((1, 2, C), name='local_offsets_cached', dtype='float32')
+        feat_in = keras.Input((N, N, 2 * C), name='backprojection_in', dtype='float32')
+        cached = keras.Model([Xc_in, offc_in, feat_in],
+                             training_output(join([Xc_in, feat_in]), offc_in),
+                             name='autoencoder_cached_input')
 
     Xs_in = keras.Input((N, N, C), name='X_scaled', dtype='float32')
     offs_in = keras.Input((1, 2, C), name='local_offsets_inf', dtype='float32')
-    amp_i, phase_i = trunk(scale(Xs_in, mode='unscale'))
+    # The back-projection sees the unscaled normalised X, like the autoencoder's.
+    amp_i, phase_i = trunk(network_input(scale(Xs_in, mode='unscale'), offs_in))
     obj_i = ComplexObject(name='object_inf')(scale(amp_i, mode='gain'), phase_i)
     obj_out = GroupObject(support, name='group_object')(obj_i, offs_in)
     diffraction_to_obj = InferenceModel([Xs_in, offs_in], obj_out, name='diffraction_to_obj')
 
-    logger.info('Built PtychoPINN (TensorFlow) N=%d C=%d widths=%s params=%d', N, C,
+    logger.info('Built PtychoPINN (TensorFlow) N=%d C=%d input=%s skips=%s %s widths=%s '
+                'params=%d', N, C, model_cfg.input_features, model_cfg.skip_connections, policy,
                 filter_widths(model_cfg), autoencoder.count_params())
-    return PtychoModels(autoencoder, diffraction_to_obj, model_cfg, s0, scale, illumination)
+    return PtychoModels(autoencoder, diffraction_to_obj, model_cfg, s0, scale, illumination,
+                        cached)
 
 
 # --------------------------------------------------------------------------- losses

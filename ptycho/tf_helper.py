@@ -144,7 +144,8 @@ def merge_group(patches: TensorLike, offsets_xy: TensorLike, support: TensorLike
     pad = [[0, 0], [N // 2, N // 2], [N // 2, N // 2]]
     moved = translate(tf.pad(flat, pad), tf.reshape(offsets, (-1, 2)))
     total = tf.reduce_sum(tf.reshape(moved, (-1, C, 2 * N, 2 * N)), axis=1)
-    sup = tf.ones((N, N), tf.float32) if support is None else _as_tensor(support, tf.float32)
+    real = patches.dtype.real_dtype  # float64 patches get a float64 coverage
+    sup = tf.ones((N, N), real) if support is None else _as_tensor(support, real)
     batch_sup = tf.broadcast_to(tf.pad(sup, pad[1:])[None], (tf.shape(flat)[0], 2 * N, 2 * N))
     cover = translate(batch_sup, tf.reshape(offsets, (-1, 2)))
     coverage = tf.reduce_sum(tf.reshape(cover, (-1, C, 2 * N, 2 * N)), axis=1)
@@ -197,6 +198,73 @@ def forward_group(patches: TensorLike, probe: TensorLike, offsets_xy: TensorLike
     if offsets_xy is not None and int(patches.shape[1]) > 1:
         patches = enforce_overlap(patches, offsets_xy, support)
     return forward_amplitude(patches, probe)
+
+
+def _complex_dtype(real_dtype: tf.DType) -> tf.DType:
+    return tf.complex128 if real_dtype == tf.float64 else tf.complex64
+
+
+def _ortho_scale(psi: tf.Tensor) -> tf.Tensor:
+    height, width = _static_hw(psi)
+    return tf.cast(np.sqrt(height * width), psi.dtype)
+
+
+def fourier_projection(exit_wave: TensorLike, amplitude: TensorLike) -> tf.Tensor:
+    """Replace the far-field modulus of ``exit_wave`` by the measured centred ``amplitude``.
+
+    Keeps the far-field phase; where the predicted far field is exactly zero the result is
+    zero there (the guarded division of the reference, so no NaN, also in the gradient).
+    Complex128 in, complex128 out; otherwise complex64.
+    """
+    psi = _as_tensor(exit_wave)
+    if not psi.dtype.is_complex:
+        psi = tf.cast(psi, _complex_dtype(psi.dtype))
+    scale = _ortho_scale(psi)
+    spectrum = tf.signal.fft2d(psi) / scale
+    target = tf.signal.ifftshift(_as_tensor(amplitude, psi.dtype.real_dtype), axes=(-2, -1))
+    modulus = tf.abs(spectrum)
+    nonzero = modulus > 0
+    safe = tf.where(nonzero, modulus, tf.ones_like(modulus))
+    phase = tf.where(nonzero, spectrum / tf.cast(safe, spectrum.dtype), tf.zeros_like(spectrum))
+    return tf.signal.ifft2d(tf.cast(target, psi.dtype) * phase) * scale
+
+
+def backprojection(X: TensorLike, probe: TensorLike, offsets_xy: TensorLike | None = None,
+                   iterations: int = 1, alpha: float = physics.BACKPROJECTION_ALPHA
+                   ) -> tf.Tensor:
+    """Batched twin of :func:`ptycho.physics.backprojection`: (B, C, N, N) -> complex (B, C, N, N).
+
+    ``offsets_xy`` (B, C, 2) or the container layout (B, 1, 2, C); None puts every member at
+    the group centre (gridsize 1). Computes in complex64 unless ``X`` is a float64 tensor
+    (numpy input is float32, as everywhere in this module).
+    """
+    X = _as_tensor(X)
+    if X.dtype not in (tf.float32, tf.float64):
+        X = tf.cast(X, tf.float32)
+    if isinstance(iterations, bool) or int(iterations) != iterations or iterations < 1:
+        raise ValueError(f'backprojection: iterations must be an integer >= 1, '
+                         f'found {iterations!r}')
+    C, N = int(X.shape[1]), int(X.shape[-1])
+    cdtype = _complex_dtype(X.dtype)
+    batch = tf.shape(X)[0]
+    if offsets_xy is None:
+        offsets = tf.zeros(tf.stack([batch, C, 2]), tf.float64)
+    else:
+        offsets = _flat_offsets(offsets_xy)
+    P = _as_tensor(probe, cdtype)
+    P_sq = tf.square(tf.abs(P))
+    peak = tf.reduce_max(P_sq)
+    weight_patches = tf.broadcast_to((P_sq / peak)[None, None], tf.stack([batch, C, N, N]))
+    weight, _ = merge_group(weight_patches, offsets)
+    denominator = tf.cast(weight + alpha, cdtype)
+    canvas = tf.ones(tf.stack([batch, 2 * N, 2 * N]), cdtype)
+    P_conj = tf.math.conj(P) / tf.cast(peak, cdtype)
+    for _ in range(int(iterations)):
+        psi = P * extract_group(canvas, offsets, N)
+        correction = P_conj * (fourier_projection(psi, X) - psi)
+        update, _ = merge_group(correction, offsets)
+        canvas = canvas + update / denominator
+    return extract_group(canvas - 1.0, offsets, N)
 
 
 # --------------------------------------------------------------------------- stitching

@@ -127,14 +127,26 @@ def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def compile_models(models: PtychoModels, config: TrainingConfig) -> None:
-    """Attach optimizer and loss to the autoencoder (Adam at ``config.learning_rate``)."""
+def compile_models(models: PtychoModels, config: TrainingConfig,
+                   model: keras.Model | None = None) -> None:
+    """Attach optimizer and loss to ``model`` (default the autoencoder; Adam at
+    ``config.learning_rate``)."""
     if config.model.model_type == 'supervised':
         loss = supervised_loss
     else:
         loss = pinn_loss(models.s0, config.nll_weight, config.mae_weight)
-    models.autoencoder.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                               loss=loss, jit_compile=False)
+    (model or models.autoencoder).compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                                          loss=loss, jit_compile=False)
+
+
+def _with_cached_input(models: PtychoModels, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """``[X, offsets]`` plus the back-projection channels, computed once (timed, logged)."""
+    start = time.perf_counter()
+    features = models.backprojection_features(inputs[0], inputs[1])
+    logger.info('Back-projection input of %d groups (%d iterations) computed in %.1f s',
+                len(features), models.model_config.backprojection_iterations,
+                time.perf_counter() - start)
+    return [*inputs, features]
 
 
 def train(models: PtychoModels, train_container: PtychoDataContainer, config: TrainingConfig,
@@ -143,17 +155,27 @@ def train(models: PtychoModels, train_container: PtychoDataContainer, config: Tr
           max_time: float | timedelta | None = None) -> dict[str, list[float]]:
     """Fit ``models.autoencoder``; return ``{'train_loss': [...], 'val_loss': [...]}`` per epoch.
 
-    ``max_time`` (seconds or a timedelta) stops training once that much time has passed.
+    With a back-projection input and a fixed probe the fit runs on
+    ``models.cached_input_model`` (same weights) with the back-projection computed once.
+    ``max_time`` (seconds or a timedelta) stops training once that much time has passed,
+    data preparation included.
 
     Raises :class:`NonFiniteLossError` (weights restored to the last finite epoch) when the
     loss becomes NaN/Inf.
     """
+    started = time.perf_counter()
     model_type = config.model.model_type
+    trainee = models.cached_input_model or models.autoencoder
     x_all = _inputs(train_container)
+    if models.cached_input_model is not None:
+        x_all = _with_cached_input(models, x_all)
     y_all = _targets(train_container, model_type, 'training')
     validation: tuple[Any, Any] | None = None
     if test_container is not None:
-        validation = (_inputs(test_container), _targets(test_container, model_type, 'test'))
+        x_test = _inputs(test_container)
+        if models.cached_input_model is not None:
+            x_test = _with_cached_input(models, x_test)
+        validation = (x_test, _targets(test_container, model_type, 'test'))
         x_train, y_train = x_all, y_all
     else:
         keep, held = _split(len(y_all), config.validation_split, config.seed)
@@ -163,7 +185,7 @@ def train(models: PtychoModels, train_container: PtychoDataContainer, config: Tr
             validation = ([a[held] for a in x_all], y_all[held])
     monitor = 'val_loss' if validation is not None else 'loss'
 
-    compile_models(models, config)
+    compile_models(models, config, trainee)
     guard = _NonFiniteGuard(config.nepochs)
     cbs: list[keras.callbacks.Callback] = [guard]
     if config.lr_plateau_patience > 0:
@@ -174,15 +196,15 @@ def train(models: PtychoModels, train_container: PtychoDataContainer, config: Tr
         cbs.append(keras.callbacks.EarlyStopping(
             monitor=monitor, patience=config.early_stopping_patience,
             restore_best_weights=True, verbose=1 if config.debug else 0))
-    if max_time is not None:
+    if max_time is not None:  # the budget includes the data preparation above
         seconds = max_time.total_seconds() if isinstance(max_time, timedelta) else float(max_time)
-        cbs.append(_TimeLimit(seconds))
+        cbs.append(_TimeLimit(max(seconds - (time.perf_counter() - started), 1.0)))
     cbs.extend(callbacks or [])
 
     logger.info('Training TensorFlow PtychoPINN: %d groups (%d validation), %d epochs, '
                 'batch %d', len(y_train), 0 if validation is None else len(validation[1]),
                 config.nepochs, config.batch_size)
-    fit = models.autoencoder.fit(
+    fit = trainee.fit(
         x_train, y_train, batch_size=config.batch_size, epochs=config.nepochs,
         validation_data=validation, shuffle=True, callbacks=cbs,
         verbose=2 if config.debug else 0)
@@ -192,7 +214,7 @@ def train(models: PtychoModels, train_container: PtychoDataContainer, config: Tr
                'val_loss': [float(v) for v in raw.get('val_loss', [])]}
     if guard.failure is not None:
         if guard.good_weights is not None:
-            models.autoencoder.set_weights(guard.good_weights)
+            trainee.set_weights(guard.good_weights)
         finite = {k: [v for v in vals if math.isfinite(v)] for k, vals in history.items()}
         raise NonFiniteLossError(
             f'TensorFlow training stopped: {guard.failure}. The weights after the last finite '

@@ -62,7 +62,10 @@ def to_torch_model(model: core.ModelConfig) -> tcfg.ModelConfig:
         amp_activation=_map(_ACT_TO_TORCH, model.amp_activation, 'amp_activation', 'torch'),
         object_big=model.object_big, probe_big=model.probe_big, probe_mask=model.probe_mask,
         pad_object=model.pad_object, probe_scale=model.probe_scale,
-        gaussian_smoothing_sigma=model.gaussian_smoothing_sigma)
+        gaussian_smoothing_sigma=model.gaussian_smoothing_sigma,
+        input_features=model.input_features,
+        backprojection_iterations=model.backprojection_iterations,
+        skip_connections=model.skip_connections, network_precision=model.network_precision)
 
 
 def from_torch_model(model: tcfg.ModelConfig) -> core.ModelConfig:
@@ -75,7 +78,10 @@ def from_torch_model(model: tcfg.ModelConfig) -> core.ModelConfig:
         model_type=_map(_MODE_FROM_TORCH, model.mode, 'mode', 'shared'),
         amp_activation=model.amp_activation, object_big=model.object_big,
         probe_big=model.probe_big, probe_mask=model.probe_mask, pad_object=model.pad_object,
-        probe_scale=model.probe_scale, gaussian_smoothing_sigma=model.gaussian_smoothing_sigma)
+        probe_scale=model.probe_scale, gaussian_smoothing_sigma=model.gaussian_smoothing_sigma,
+        input_features=model.input_features,
+        backprojection_iterations=model.backprojection_iterations,
+        skip_connections=model.skip_connections, network_precision=model.network_precision)
 
 
 def to_torch_data(config: core.TrainingConfig | core.InferenceConfig) -> tcfg.DataConfig:

@@ -50,6 +50,10 @@ class ModelConfig:
     pad_object: bool = True
     probe_scale: float = 4.0
     gaussian_smoothing_sigma: float = 0.0
+    input_features: str = 'backprojection'
+    backprojection_iterations: int = 8
+    skip_connections: bool = True
+    network_precision: str = 'float32'
 
     @property
     def C(self) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import lightning.pytorch as pl
 import numpy as np
@@ -85,19 +85,26 @@ def as_torch_container(data: Any, config: Any) -> PtychoDataContainerTorch:
 class PtychoDataset(Dataset):
     """Samples ``{'X', 'offsets'[, 'Y']}`` of a torch container."""
 
-    def __init__(self, container: PtychoDataContainerTorch, with_truth: bool = False) -> None:
+    def __init__(self, container: PtychoDataContainerTorch, with_truth: bool = False,
+                 features: Tensor | None = None) -> None:
         if with_truth and container.Y is None:
             raise ValueError('supervised training needs ground-truth patches: the dataset has no '
                              'objectGuess (container.Y is None)')
+        if features is not None and len(features) != len(container.X):
+            raise ValueError(f'features: expected {len(container.X)} groups (one per sample), '
+                             f'found {len(features)}')
         self.X = container.X
         self.offsets = container.local_offsets.to(torch.float32)
         self.Y = container.Y if with_truth else None
+        self.features = features
 
     def __len__(self) -> int:
         return int(self.X.shape[0])
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         item = {'X': self.X[index], 'offsets': self.offsets[index]}
+        if self.features is not None:
+            item['features'] = self.features[index]
         if self.Y is not None:
             item['Y'] = self.Y[index]
         return item
@@ -135,13 +142,19 @@ class PtychoDataModule(pl.LightningDataModule):
 
     def __init__(self, train: PtychoDataContainerTorch, val: PtychoDataContainerTorch | None,
                  batch_size: int, seed: int, validation_split: float = 0.0,
-                 num_workers: int = 0, with_truth: bool = False) -> None:
+                 num_workers: int = 0, with_truth: bool = False,
+                 features: Callable[[PtychoDataContainerTorch], Tensor | None] | None = None
+                 ) -> None:
+        """``features``: computes per-group network input features once (see
+        :func:`ptycho_torch.workflows.training.backprojection_cache`); None: computed per step."""
         super().__init__()
         self.batch_size = batch_size
         self.seed = seed
         self.num_workers = num_workers
-        full = PtychoDataset(train, with_truth)
-        self.val_set: Dataset | None = PtychoDataset(val, with_truth) if val is not None else None
+        full = PtychoDataset(train, with_truth, features(train) if features else None)
+        self.val_set: Dataset | None = (
+            PtychoDataset(val, with_truth, features(val) if features else None)
+            if val is not None else None)
         self.train_set: Dataset = full
         n = len(full)
         n_val = int(round(validation_split * n)) if val is None else 0

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ptycho.config.config import with_legacy_model_defaults
+from ptycho.network_layout import decoder_steps, input_channels, level_widths, skip_plan
 from ptycho_torch import physics
 from ptycho_torch.config_params import MODES, TORCH_ACTIVATIONS, ModelConfig, TrainingConfig
 
@@ -51,41 +53,50 @@ def _conv_pair(c_in: int, width: int) -> list[nn.Module]:
             nn.Conv2d(width, width, 3, padding=1), nn.ReLU()]
 
 
-def level_widths(N: int, n_filters_scale: int) -> list[int]:
-    """``w_k = 16 * n_filters_scale * 2**k`` for k = 0..L-1, L = log2(N) - 3."""
-    levels = int(round(math.log2(N))) - 3
-    if levels < 1 or 2 ** (levels + 3) != N:
-        raise ValueError(f'model N: expected a power of two >= 16 (64, 128, 256), found {N}')
-    return [16 * n_filters_scale * 2 ** k for k in range(levels)]
-
-
 class Encoder(nn.Module):
-    """Pairs of 3x3 convs and 2x max-pooling down to an 8x8 bottleneck."""
+    """Pairs of 3x3 convs and 2x max-pooling down to an 8x8 bottleneck.
+
+    Returns the bottleneck and each level's features before pooling (for skip connections).
+    """
 
     def __init__(self, channels: int, widths: list[int]) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
+        self.levels = nn.ModuleList()
         c_in = channels
         for width in widths:
-            layers += _conv_pair(c_in, width) + [nn.MaxPool2d(2)]
+            self.levels.append(nn.Sequential(*_conv_pair(c_in, width)))
             c_in = width
-        self.layers = nn.Sequential(*layers)
+        self.pool = nn.MaxPool2d(2)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.layers(x)
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        features = []
+        for level in self.levels:
+            x = level(x)
+            features.append(x)
+            x = self.pool(x)
+        return x, features
+
+
+def _centre_crop(x: Tensor, size: int) -> Tensor:
+    start = (x.shape[-1] - size) // 2
+    return x[..., start:start + size, start:start + size]
 
 
 class Decoder(nn.Module):
     """Upsampling decoder with an output activation and an optional periphery head."""
 
     def __init__(self, c_in: int, steps: list[int], channels: int, activation: nn.Module,
-                 N: int, pad_object: bool, probe_big: bool) -> None:
+                 N: int, pad_object: bool, probe_big: bool,
+                 skips: list[tuple[int, int] | None] | None = None,
+                 skip_widths: list[int] | None = None) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        for width in steps:
-            layers += [nn.Upsample(scale_factor=2, mode='nearest')] + _conv_pair(c_in, width)
+        self.skips = skips or [None] * len(steps)
+        self.up = nn.Upsample(scale_factor=2, mode='nearest')
+        self.steps = nn.ModuleList()
+        for width, skip in zip(steps, self.skips):
+            extra = skip_widths[skip[0]] if skip is not None and skip_widths else 0
+            self.steps.append(nn.Sequential(*_conv_pair(c_in + extra, width)))
             c_in = width
-        self.body = nn.Sequential(*layers)
         self.head = nn.Conv2d(c_in, channels, 3, padding=1)
         self.activation = activation
         self.pad = N // 4 if pad_object else 0
@@ -95,8 +106,14 @@ class Decoder(nn.Module):
                                            nn.Conv2d(c_in, channels, 3, padding=1))
             self.register_buffer('outer', 1.0 - physics.central_window_mask(N), persistent=False)
 
-    def forward(self, z: Tensor) -> Tensor:
-        features = self.body(z)
+    def forward(self, z: Tensor, encoder_features: list[Tensor] | None = None) -> Tensor:
+        features = z
+        for step, skip in zip(self.steps, self.skips):
+            features = self.up(features)
+            if skip is not None and encoder_features is not None:
+                features = torch.cat([features, _centre_crop(encoder_features[skip[0]], skip[1])],
+                                     dim=1)
+            features = step(features)
         out = self.activation(self.head(features))
         if self.pad:
             out = nn.functional.pad(out, (self.pad,) * 4)
@@ -106,18 +123,21 @@ class Decoder(nn.Module):
 
 
 class PtychoNet(nn.Module):
-    """Encoder and two decoders: diffraction (B, C, N, N) -> amplitude, phase (B, C, N, N)."""
+    """Encoder and two decoders: network input (B, C_in, N, N) -> amplitude, phase (B, C, N, N)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         widths = level_widths(config.N, config.n_filters_scale)
-        steps = widths[-2::-1] + ([] if config.pad_object else [widths[0]])
+        steps = decoder_steps(widths, config.pad_object)
         C = config.C
-        self.encoder = Encoder(C, widths)
+        skips = (skip_plan(config.N, widths, steps, config.pad_object)
+                 if config.skip_connections else None)
+        self.encoder = Encoder(input_channels(C, config.input_features), widths)
         self.decoder_amp = Decoder(widths[-1], steps, C, _activation(config.amp_activation),
-                                   config.N, config.pad_object, config.probe_big)
+                                   config.N, config.pad_object, config.probe_big, skips, widths)
         self.decoder_phase = Decoder(widths[-1], steps, C, PiTanh(), config.N,
-                                     config.pad_object, config.probe_big)
+                                     config.pad_object, config.probe_big, skips, widths)
+        self.precision = config.network_precision
         self.reset_parameters()
         self.set_channels_last(True)
 
@@ -140,8 +160,32 @@ class PtychoNet(nn.Module):
         self.to(memory_format=self.memory_format)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        z = self.encoder(x.contiguous(memory_format=self.memory_format))
-        return (self.decoder_amp(z).contiguous(), self.decoder_phase(z).contiguous())
+        dtype = autocast_dtype(self.precision, x.device)
+        with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            z, features = self.encoder(x.contiguous(memory_format=self.memory_format))
+            amp = self.decoder_amp(z, features)
+            phase = self.decoder_phase(z, features)
+        return amp.float().contiguous(), phase.float().contiguous()
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The lower-precision dtype for the network's convolutions, or None (float32).
+
+    'auto' takes bfloat16 only where it is native and faster: CPUs with AMX or AVX512-BF16
+    (measured 2x per training step of the network on such a CPU) and CUDA devices that
+    support it; elsewhere emulated bfloat16 would be slower than float32.
+    """
+    if precision == 'float32':
+        return None
+    if precision == 'bfloat16':
+        return torch.bfloat16
+    if device.type == 'cpu':
+        native = any(getattr(torch.cpu, probe, lambda: False)()
+                     for probe in ('_is_amx_tile_supported', '_is_avx512_bf16_supported'))
+        return torch.bfloat16 if native else None
+    if device.type == 'cuda' and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
 
 
 def _probe_as_real(probe: np.ndarray | Tensor | None, N: int) -> Tensor:
@@ -209,9 +253,33 @@ class PtychoPINN(nn.Module):
     def gain(self) -> Tensor:
         return torch.exp(self.log_scale) / self.s0
 
-    def object_patches(self, X: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Gained amplitude, phase and complex object patches (B, C, N, N) for normalised X."""
-        amp, phase = self.net(X)
+    def backprojection(self, X: Tensor, offsets_xy: Tensor | None) -> Tensor:
+        """The physics input channels: real and imaginary parts of the group back-projection.
+
+        Depends on the data and the probe only, so with a fixed probe it carries no gradient
+        and training may compute it once per dataset (``features`` of :meth:`object_patches`).
+        """
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.probe.requires_grad):
+            estimate = physics.backprojection(X, self.probe, offsets_xy,
+                                              self.config.backprojection_iterations)
+        return torch.cat([estimate.real, estimate.imag], dim=1).to(X.dtype)
+
+    def network_input(self, X: Tensor, offsets_xy: Tensor | None = None,
+                      features: Tensor | None = None) -> Tensor:
+        """What the encoder sees: X, plus the back-projection when the config asks for it."""
+        if self.config.input_features != 'backprojection':
+            return X
+        if features is None:
+            features = self.backprojection(X, offsets_xy)
+        return torch.cat([X, features], dim=1)
+
+    def object_patches(self, X: Tensor, offsets_xy: Tensor | None = None,
+                       features: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Gained amplitude, phase and complex object patches (B, C, N, N) for normalised X.
+
+        ``features``: precomputed :meth:`backprojection` of this batch (optional).
+        """
+        amp, phase = self.net(self.network_input(X, offsets_xy, features))
         amp = self.gain() * amp
         return amp, phase, torch.polar(amp, phase)
 
@@ -227,12 +295,12 @@ class PtychoPINN(nn.Module):
 
     def forward(self, X: Tensor, offsets_xy: Tensor | None = None) -> Tensor:
         """Predicted far-field amplitude (B, C, N, N) for normalised diffraction X."""
-        _, _, obj = self.object_patches(X)
+        _, _, obj = self.object_patches(X, offsets_xy)
         return physics.far_field_amplitude(self.probe * self.exit_patches(obj, offsets_xy))
 
     def reconstruct(self, X: Tensor, offsets_xy: Tensor | None = None) -> Tensor:
         """Complex object per group (B, N, N): the patch (C = 1) or the merged group."""
-        _, _, obj = self.object_patches(X)
+        _, _, obj = self.object_patches(X, offsets_xy)
         if self.C == 1 or offsets_xy is None:
             return obj[:, 0]
         return physics.group_object(obj, offsets_xy, self.support)
@@ -267,6 +335,8 @@ def _as_dataclass(cls: type, value: Any) -> Any:
     if not isinstance(value, Mapping):
         raise TypeError(f'{cls.__name__}: expected a {cls.__name__} or a dict, found {type(value).__name__}')
     data = dict(value)
+    if cls is ModelConfig:  # checkpoints written before these settings existed
+        data = with_legacy_model_defaults(data)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
@@ -327,7 +397,7 @@ class PtychoPINN_Lightning(pl.LightningModule):
     def compute_loss(self, batch: Mapping[str, Tensor]) -> Tensor:
         X, offsets = batch['X'], batch['offsets']
         tc = self.training_config
-        amp, phase, obj = self.model.object_patches(X)
+        amp, phase, obj = self.model.object_patches(X, offsets, batch.get('features'))
         if self.model_config.mode == 'supervised':
             if 'Y' not in batch:
                 raise ValueError('supervised mode: the batch has no ground-truth patches "Y" '

@@ -20,12 +20,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ptycho.physics import COVERAGE_EPS, canvas_geometry
+from ptycho.physics import BACKPROJECTION_ALPHA, COVERAGE_EPS, canvas_geometry
+
+BACKPROJECTION_CHUNK = 4
+"""Groups per pass of :func:`backprojection` on CPU (cache-sized working set)."""
 
 __all__ = [
     'COVERAGE_EPS', 'resample', 'translate', 'extract_patches', 'far_field_amplitude',
     'central_window_mask', 'disk_mask', 'merge_group', 'enforce_overlap', 'group_object',
-    'forward_amplitude', 'stitch', 'canvas_geometry',
+    'forward_amplitude', 'stitch', 'canvas_geometry', 'fourier_projection', 'backprojection',
 ]
 
 
@@ -150,13 +153,39 @@ def disk_mask(N: int, device: torch.device | str | None = None,
     return inside.to(device=device, dtype=dtype)
 
 
-def _member_grids(offsets_xy: Tensor, N: int) -> tuple[Tensor, Tensor]:
-    """Sampling grids that place each N-patch, centred, on a 2N canvas shifted by its offset."""
-    offsets = offsets_xy.to(torch.float64)
+def group_matrices(offsets_xy: Tensor | np.ndarray, N: int, dtype: torch.dtype,
+                   device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+    """Bilinear placement matrices of each group member on the 2N group canvas.
+
+    Returns ``(rows, cols)``, each (B, C, 2N, N): member c of group b lands on the canvas
+    as ``rows[b, c] @ patch @ cols[b, c]^T`` (centred, shifted by its offset). Extraction
+    is the adjoint, ``rows^T @ canvas @ cols`` -- the same bilinear weights read backwards
+    -- so one pair of matrices serves both directions (and repeated merges, as in
+    :func:`backprojection`).
+    """
+    offsets = torch.as_tensor(offsets_xy, device=device)
+    batch = offsets.shape[0]
+    offsets = offsets.to(torch.float64).reshape(batch, -1, 2)
     canvas = torch.arange(2 * N, device=offsets.device, dtype=torch.float64) - N // 2
-    row_src = canvas - offsets[..., 1:2]
-    col_src = canvas - offsets[..., 0:1]
-    return row_src, col_src
+    rows = _interp_matrix(canvas - offsets[..., 1:2], N, dtype)
+    cols = _interp_matrix(canvas - offsets[..., 0:1], N, dtype)
+    return rows, cols
+
+
+def _place(patches: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """Sum over members of ``rows @ patch @ cols^T``: (B, C, N, N) -> (B, 2N, 2N)."""
+    return _apply_separable_batched(patches, rows, cols.transpose(-1, -2)).sum(dim=1)
+
+
+def _read(canvas: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """Each member's patch ``rows^T @ canvas @ cols``: (B, 2N, 2N) -> (B, C, N, N)."""
+    return _apply_separable_batched(canvas.unsqueeze(1), rows.transpose(-1, -2), cols)
+
+
+def _apply_separable_batched(images: Tensor, left: Tensor, right: Tensor) -> Tensor:
+    if images.is_complex():
+        return torch.complex(left @ images.real @ right, left @ images.imag @ right)
+    return left @ images @ right
 
 
 def merge_group(patches: Tensor, offsets_xy: Tensor | np.ndarray, support: Tensor | None = None
@@ -166,34 +195,23 @@ def merge_group(patches: Tensor, offsets_xy: Tensor | np.ndarray, support: Tenso
     Returns ``(merged, coverage)``; the merge divides by ``max(coverage, 1)``.
     """
     batch, channels, N, _ = patches.shape
-    offsets = torch.as_tensor(offsets_xy, device=patches.device).reshape(batch * channels, 2)
-    row_src, col_src = _member_grids(offsets, N)
     dtype = _real_dtype(patches)
-    rows = _interp_matrix(row_src, N, dtype)
-    cols = _interp_matrix(col_src, N, dtype)
-    placed = _apply_separable(patches.reshape(batch * channels, N, N), rows, cols)
-    total = placed.reshape(batch, channels, 2 * N, 2 * N).sum(dim=1)
+    rows, cols = group_matrices(torch.as_tensor(offsets_xy, device=patches.device)
+                                .reshape(batch, channels, 2), N, dtype, patches.device)
+    total = _place(patches, rows, cols)
     if support is None:
         support = torch.ones((N, N), device=patches.device, dtype=dtype)
     support = support.to(device=patches.device, dtype=dtype)
-    coverage = (rows @ support @ cols.transpose(-1, -2)).reshape(batch, channels, 2 * N, 2 * N)
-    coverage = coverage.sum(dim=1)
+    coverage = _place(support.expand(batch, channels, N, N), rows, cols)
     return total / torch.clamp(coverage, min=1.0), coverage
 
 
 def extract_group(canvas: Tensor, offsets_xy: Tensor | np.ndarray, N: int) -> Tensor:
     """Re-extract each member's N-patch from merged canvases (B, 2N, 2N) -> (B, C, N, N)."""
     batch = canvas.shape[0]
-    offsets = torch.as_tensor(offsets_xy, device=canvas.device, dtype=torch.float64)
-    offsets = offsets.reshape(batch, -1, 2)
-    channels = offsets.shape[1]
-    local = torch.arange(N, device=canvas.device, dtype=torch.float64) + N // 2
-    row_src = local + offsets[..., 1:2]
-    col_src = local + offsets[..., 0:1]
-    dtype = _real_dtype(canvas)
-    rows = _interp_matrix(row_src, 2 * N, dtype)  # (B, C, N, 2N)
-    cols = _interp_matrix(col_src, 2 * N, dtype)
-    return _apply_separable(canvas.unsqueeze(1), rows, cols).reshape(batch, channels, N, N)
+    rows, cols = group_matrices(torch.as_tensor(offsets_xy, device=canvas.device)
+                                .reshape(batch, -1, 2), N, _real_dtype(canvas), canvas.device)
+    return _read(canvas, rows, cols)
 
 
 def enforce_overlap(patches: Tensor, offsets_xy: Tensor | np.ndarray,
@@ -210,6 +228,138 @@ def group_object(patches: Tensor, offsets_xy: Tensor | np.ndarray,
     merged, _ = merge_group(patches, offsets_xy, support)
     start = N // 2
     return merged[:, start:start + N, start:start + N]
+
+
+class GroupPlacement:
+    """Sparse twin of :func:`group_matrices` for repeated merges without autograd concerns.
+
+    Bilinear placement by ``t = n + f`` (integer + fraction) is a 2x2 spread of the patch
+    into an (N+1)-square tile followed by an integer-offset add; extraction is the adjoint
+    (integer-offset gather, then the 2x2 combination). Same numbers as the dense matrices
+    at ~1/N of the work, which matters where the merge is repeated (:func:`backprojection`).
+    CPU only: ``index_add`` is not deterministic on CUDA, where :class:`DensePlacement`
+    (matmuls) serves instead.
+    """
+
+    def __init__(self, offsets_xy: Tensor, N: int, dtype: torch.dtype) -> None:
+        offsets = offsets_xy.to(torch.float64)
+        self.batch, self.channels = offsets.shape[:2]
+        self.N = N
+        base = torch.floor(offsets)
+        frac = (offsets - base).to(dtype)
+        self.fx = frac[..., 0, None, None]
+        self.fy = frac[..., 1, None, None]
+        steps = torch.arange(N + 1, device=offsets.device)
+        top = base[..., 1].long() + N // 2  # canvas row of tile row 0
+        left = base[..., 0].long() + N // 2
+        rows = top[..., None] + steps  # (B, C, N+1)
+        cols = left[..., None] + steps
+        inside = (((rows >= 0) & (rows < 2 * N))[..., :, None]
+                  & ((cols >= 0) & (cols < 2 * N))[..., None, :])
+        flat = rows.clamp(0, 2 * N - 1)[..., :, None] * (2 * N) + cols.clamp(0, 2 * N - 1)[..., None, :]
+        group = torch.arange(self.batch, device=offsets.device)[:, None, None, None]
+        self.index = (flat + group * (2 * N) ** 2).reshape(-1)  # into (B * 2N * 2N)
+        self.inside = inside.reshape(-1)
+        self.index_inside = self.index[self.inside]
+
+    def _spread(self, patches: Tensor) -> Tensor:
+        """(B, C, N, N) -> (B, C, N+1, N+1): tile[k] = (1-f) patch[k] + f patch[k-1], per axis."""
+        padded = _pad_zeros(patches, (0, 1, 0, 1))
+        shifted_c = _pad_zeros(patches, (1, 0, 0, 1))
+        rows_done = (1 - self.fx) * padded + self.fx * shifted_c
+        shifted_r = _pad_zeros(rows_done[..., :-1, :], (0, 0, 1, 0))
+        return (1 - self.fy) * rows_done + self.fy * shifted_r
+
+    def _gather_combine(self, window: Tensor) -> Tensor:
+        """(B, C, N+1, N+1) -> (B, C, N, N): patch[q] = (1-f) W[q] + f W[q+1], per axis."""
+        rows_done = (1 - self.fy) * window[..., :-1, :] + self.fy * window[..., 1:, :]
+        return (1 - self.fx) * rows_done[..., :-1] + self.fx * rows_done[..., 1:]
+
+    def place(self, patches: Tensor) -> Tensor:
+        """Sum of the placed members: (B, C, N, N) -> (B, 2N, 2N)."""
+        tiles = self._spread(patches).reshape(-1)
+        canvas = patches.new_zeros(self.batch * (2 * self.N) ** 2)
+        canvas = canvas.index_add(0, self.index_inside, tiles[self.inside])
+        return canvas.reshape(self.batch, 2 * self.N, 2 * self.N)
+
+    def read(self, canvas: Tensor) -> Tensor:
+        """Each member's patch of the canvases: (B, 2N, 2N) -> (B, C, N, N)."""
+        values = canvas.reshape(-1).index_select(0, self.index) * self.inside.to(canvas.dtype)
+        window = values.reshape(self.batch, self.channels, self.N + 1, self.N + 1)
+        return self._gather_combine(window)
+
+
+class DensePlacement:
+    """:class:`GroupPlacement`'s interface on the dense matrices of :func:`group_matrices`."""
+
+    def __init__(self, offsets_xy: Tensor, N: int, dtype: torch.dtype) -> None:
+        self.rows, self.cols = group_matrices(offsets_xy, N, dtype, offsets_xy.device)
+
+    def place(self, patches: Tensor) -> Tensor:
+        return _place(patches, self.rows, self.cols)
+
+    def read(self, canvas: Tensor) -> Tensor:
+        return _read(canvas, self.rows, self.cols)
+
+
+def _pad_zeros(x: Tensor, pad: tuple[int, int, int, int]) -> Tensor:
+    """Zero padding that also accepts complex tensors."""
+    if x.is_complex():
+        return torch.complex(torch.nn.functional.pad(x.real, pad), torch.nn.functional.pad(x.imag, pad))
+    return torch.nn.functional.pad(x, pad)
+
+
+def fourier_projection(exit_wave: Tensor, amplitude: Tensor) -> Tensor:
+    """Replace the far-field modulus of ``exit_wave`` by the measured centred ``amplitude``."""
+    spectrum = torch.fft.fft2(exit_wave, norm='ortho')
+    target = torch.fft.ifftshift(amplitude, dim=(-2, -1))
+    modulus = spectrum.abs()
+    phase = torch.where(modulus > 0, spectrum / torch.where(modulus > 0, modulus, 1.0),
+                        torch.zeros_like(spectrum))
+    return torch.fft.ifft2(target * phase, norm='ortho')
+
+
+def backprojection(diffraction: Tensor, probe: Tensor, offsets_xy: Tensor | np.ndarray | None = None,
+                   iterations: int = 1, alpha: float = BACKPROJECTION_ALPHA,
+                   chunk: int = BACKPROJECTION_CHUNK) -> Tensor:
+    """Batched twin of :func:`ptycho.physics.backprojection`: (B, C, N, N) -> complex (B, C, N, N).
+
+    ``offsets_xy`` (B, C, 2) or anything reshapeable to it; None means every member at the
+    group centre (gridsize 1). Works through ``chunk`` groups at a time: the iteration is a
+    chain of elementwise passes, several times faster when its working set stays in cache
+    (measured on 2 CPU cores: 256 groups at once 5.5 s, 4 at a time 1.5 s).
+    """
+    batch, channels, N, _ = diffraction.shape
+    complex_dtype = torch.complex128 if diffraction.dtype == torch.float64 else torch.complex64
+    P = probe.to(complex_dtype)
+    if offsets_xy is None:
+        offsets = torch.zeros(batch, channels, 2, dtype=torch.float64, device=diffraction.device)
+    else:
+        offsets = torch.as_tensor(offsets_xy, device=diffraction.device).reshape(batch, channels, 2)
+    if diffraction.device.type != 'cpu':
+        chunk = batch  # GPUs want the whole batch at once
+    parts = [_backprojection_chunk(diffraction[i:i + chunk], P, offsets[i:i + chunk], iterations,
+                                   alpha) for i in range(0, batch, max(chunk, 1))]
+    return torch.cat(parts) if parts else diffraction.new_zeros(diffraction.shape, dtype=complex_dtype)
+
+
+def _backprojection_chunk(diffraction: Tensor, P: Tensor, offsets: Tensor, iterations: int,
+                          alpha: float) -> Tensor:
+    batch, channels, N, _ = diffraction.shape
+    complex_dtype = P.dtype
+    kind = GroupPlacement if diffraction.device.type == 'cpu' else DensePlacement
+    placement = kind(offsets, N, diffraction.dtype)
+    peak = P.abs().square().max()
+    ones = torch.ones((N, N), dtype=diffraction.dtype, device=diffraction.device)
+    coverage = torch.clamp(placement.place(ones.expand(batch, channels, N, N)), min=1.0)
+    weight = placement.place((P.abs().square() / peak).expand(batch, channels, N, N)) / coverage
+    scale = 1.0 / (coverage * (weight + alpha))
+    canvas = torch.ones((batch, 2 * N, 2 * N), dtype=complex_dtype, device=diffraction.device)
+    for _ in range(int(iterations)):
+        psi = P * placement.read(canvas)
+        correction = P.conj() * (fourier_projection(psi, diffraction) - psi) / peak
+        canvas = canvas + placement.place(correction) * scale
+    return placement.read(canvas - 1.0)
 
 
 def stitch(patches: Tensor, positions_xy: Tensor | np.ndarray, M: int,

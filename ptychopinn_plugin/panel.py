@@ -19,7 +19,7 @@ from ptychodus.controller.parameters import (
 )
 from ptychodus.controller.processing import ReconstructorViewControllerFactory
 
-from ptycho.config.config import BACKENDS
+from ptycho.config.config import BACKENDS, INPUT_FEATURES
 
 from . import LIBRARY_NAME
 from .library import PinnDualReconstructorLibrary
@@ -97,6 +97,11 @@ class PinnDualViewControllerFactory(ReconstructorViewControllerFactory):
         builder.add_check_box(model.pad_object, 'Pad Object', group=group)
         builder.add_check_box(model.probe_mask, 'Probe Mask', group=group)
         builder.add_decimal_line_edit(model.probe_scale, 'Probe Scale:', group=group)
+        builder.add_combo_box(model.input_features, INPUT_FEATURES, 'Network Input:',
+                              group=group)
+        builder.add_integer_line_edit(model.backprojection_iterations,
+                                      'Back-projection Steps:', group=group)
+        builder.add_check_box(model.skip_connections, 'Skip Connections', group=group)
 
         training = settings.training
         group = 'Training'

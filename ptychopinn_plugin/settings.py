@@ -91,6 +91,10 @@ class ModelSettings(_Group):
         self.probe_scale = self._real('ProbeScale', defaults.probe_scale)
         self.gaussian_smoothing_sigma = self._real(
             'GaussianSmoothingSigma', defaults.gaussian_smoothing_sigma)
+        self.input_features = self._string('InputFeatures', defaults.input_features)
+        self.backprojection_iterations = self._int('BackprojectionIterations',
+                                                   defaults.backprojection_iterations)
+        self.skip_connections = self._bool('SkipConnections', defaults.skip_connections)
 
 
 class TrainingSettings(_Group):
@@ -161,6 +165,9 @@ class PluginSettings:
             pad_object=m.pad_object.get_value(),
             probe_scale=m.probe_scale.get_value(),
             gaussian_smoothing_sigma=m.gaussian_smoothing_sigma.get_value(),
+            input_features=m.input_features.get_value(),
+            backprojection_iterations=m.backprojection_iterations.get_value(),
+            skip_connections=m.skip_connections.get_value(),
         )
 
     def training_config(self, model_type: str, N: int = 0,

@@ -225,3 +225,26 @@ def test_core_imports_neither_tensorflow_nor_torch():
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == '[]'
+
+
+def test_bundles_without_the_newer_model_keys_describe_the_old_network(tmp_path):
+    """A bundle written before input_features/skip_connections holds the amplitude-input net."""
+    from ptycho.bundle import read_bundle, write_bundle
+    from ptycho.config.config import LEGACY_MODEL_DEFAULTS
+
+    old = to_dict(TrainingConfig(model=ModelConfig(N=64)))
+    for key in LEGACY_MODEL_DEFAULTS:
+        del old['model'][key]
+    write_bundle(tmp_path, 'pytorch', {}, config=old, intensity_scale=1.0, model_names=[])
+    model = from_dict(TrainingConfig, read_bundle(tmp_path).config).model
+    assert (model.input_features, model.skip_connections) == ('amplitude', False)
+    fresh = to_dict(TrainingConfig(model=ModelConfig(N=64)))
+    write_bundle(tmp_path, 'pytorch', {}, config=fresh, intensity_scale=1.0, model_names=[])
+    model = from_dict(TrainingConfig, read_bundle(tmp_path).config).model
+    assert (model.input_features, model.skip_connections) == ('backprojection', True)
+
+
+def test_default_stitching_crop():
+    from ptycho.physics import default_crop
+
+    assert [default_crop(n) for n in (64, 128, 256)] == [20, 40, 80]

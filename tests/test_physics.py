@@ -151,3 +151,64 @@ def test_poisson_diffraction_mean_matches_intensity():
     np.testing.assert_allclose(counts.mean(axis=0), (scale * amplitude) ** 2, rtol=0.03)
     np.testing.assert_allclose(counts, np.round(counts), atol=1e-6)  # integer counts
     assert np.all(samples >= 0)
+
+
+# --------------------------------------------------------------------------- back-projection
+def _focused_probe(n: int) -> np.ndarray:
+    from ptycho.simulation import make_probe
+
+    return make_probe('focused', n, (n / 2) ** 2)
+
+
+def _group_data(obj: np.ndarray, probe: np.ndarray, centre: tuple[float, float],
+                offsets: np.ndarray) -> np.ndarray:
+    n = probe.shape[-1]
+    patches = physics.extract_patches(obj, np.asarray(centre) + offsets, n)
+    return physics.forward_amplitude(patches, probe)
+
+
+@pytest.mark.parametrize('phase', [0.0, 1.3])
+def test_backprojection_of_flat_object_is_zero(phase):
+    """A flat object (any constant phase: it is unobservable) is its own fixed point."""
+    probe = _focused_probe(32)
+    offsets = np.array([[-3.0, 1.5], [2.0, -2.25], [0.5, 3.0], [0.0, 0.0]])
+    X = physics.forward_amplitude(np.full((4, 32, 32), np.exp(1j * phase)), probe)
+    for iterations in (1, 3):
+        out = physics.backprojection(X, probe, offsets, iterations)
+        assert out.shape == (4, 32, 32)
+        assert np.abs(out).max() < 1e-12
+
+
+def test_backprojection_one_step_is_the_gradient_at_a_flat_object():
+    """K = 1 is a preconditioned steepest-descent step of 0.5 ||A(P O) - X||^2 from O = 1."""
+    probe = _focused_probe(32)
+    obj = _smooth_object((64, 64))
+    X = physics.forward_amplitude(physics.extract_patches(obj, [[32.0, 32.0]], 32), probe)[0]
+    out = physics.backprojection(X, probe, None, 1)[0]
+    # Wirtinger gradient d/d conj(O) at O = 1: conj(P) (psi - projection(psi)) / 2.
+    psi = probe.astype(np.complex128)
+    gradient = np.conj(probe) * (psi - physics.fourier_projection(psi, X))
+    peak = np.max(np.abs(probe)) ** 2
+    expected = -gradient / peak / (np.abs(probe) ** 2 / peak + physics.BACKPROJECTION_ALPHA)
+    assert np.allclose(out, expected, atol=1e-12 * np.abs(expected).max())
+
+
+def test_backprojection_iterations_reduce_the_data_misfit():
+    """More projection steps explain the group's measurements better (parallel PIE)."""
+    probe = _focused_probe(32)
+    obj = _smooth_object((96, 96), seed=3)
+    offsets = np.array([[-4.0, -3.5], [4.5, -3.0], [-3.0, 4.0], [3.5, 4.5]])
+    X = _group_data(obj, probe, (48.0, 48.0), offsets)
+    misfits = []
+    for iterations in (1, 2, 4, 8):
+        estimate = 1.0 + physics.backprojection(X, probe, offsets, iterations)
+        misfits.append(np.linalg.norm(physics.forward_amplitude(estimate, probe) - X))
+    flat = np.linalg.norm(physics.forward_amplitude(np.ones_like(X), probe) - X)
+    assert misfits[0] < flat
+    assert all(b < a for a, b in zip(misfits, misfits[1:])), misfits
+
+
+def test_backprojection_rejects_bad_iterations():
+    probe = _focused_probe(32)
+    with pytest.raises(ValueError, match='iterations must be an integer >= 1, found 0'):
+        physics.backprojection(np.ones((1, 32, 32)), probe, None, 0)

@@ -111,6 +111,79 @@ def test_gradient_is_finite_through_zero_field() -> None:
     assert np.all(np.isfinite(grad.numpy()))
 
 
+def gaussian_probe(rng: np.random.Generator, N: int, sigma: float = 10.0) -> np.ndarray:
+    """Random complex probe under a Gaussian envelope: weak at the edges, so alpha matters."""
+    yy, xx = np.mgrid[:N, :N] - N / 2
+    envelope = np.exp(-(yy ** 2 + xx ** 2) / (2 * sigma ** 2))
+    return (1.0 + 0.3 * random_complex(rng, (N, N))) * envelope
+
+
+@pytest.mark.parametrize('gridsize', [1, 2])
+@pytest.mark.parametrize('iterations', [1, 4])
+def test_backprojection_matches_reference(rng: np.random.Generator, gridsize: int,
+                                          iterations: int) -> None:
+    from ptycho.model import BackProjection
+
+    N, C, B = 64, gridsize ** 2, 3
+    probe = gaussian_probe(rng, N)
+    objects = np.exp(1j * rng.uniform(-1, 1, size=(B, C, N, N)))
+    X = np.abs(np.fft.fftshift(np.fft.fft2(probe * objects, norm='ortho'), axes=(-2, -1)))
+    offsets = rng.uniform(-7, 7, size=(B, C, 2)) if C > 1 else None
+    expected = np.stack([physics.backprojection(x, probe, None if offsets is None else o,
+                                                iterations)
+                         for x, o in zip(X, offsets if offsets is not None else [None] * B)])
+    found = tf_helper.backprojection(X.astype(np.float32), probe.astype(np.complex64),
+                                     None if offsets is None else offsets.astype(np.float32),
+                                     iterations)
+    assert found.dtype == tf.complex64
+    assert rel_err(found, expected) <= RTOL
+
+    # The Keras layer: channels-last [Re(b), Im(b)], offsets in container layout (B, 1, 2, C).
+    container_offsets = (np.zeros((B, 1, 2, C)) if offsets is None
+                         else np.transpose(offsets, (0, 2, 1))[:, None])
+    probe_t = tf.constant(probe.astype(np.complex64))
+    layer = BackProjection(lambda: probe_t, iterations, trainable_probe=False)
+    out = layer(tf.constant(np.transpose(X, (0, 2, 3, 1)).astype(np.float32)),
+                tf.constant(container_offsets.astype(np.float32))).numpy()
+    assert out.shape == (B, N, N, 2 * C)
+    out = np.transpose(out, (0, 3, 1, 2))
+    assert rel_err(out[:, :C] + 1j * out[:, C:], expected) <= RTOL
+
+
+def test_backprojection_float64(rng: np.random.Generator) -> None:
+    N, C = 32, 4
+    probe = gaussian_probe(rng, N, sigma=6.0)
+    X = rng.uniform(0, 2, size=(2, C, N, N))
+    offsets = rng.uniform(-4, 4, size=(2, C, 2))
+    expected = np.stack([physics.backprojection(x, probe, o, 2) for x, o in zip(X, offsets)])
+    found = tf_helper.backprojection(tf.constant(X), probe, offsets, 2)
+    assert found.dtype == tf.complex128
+    assert rel_err(found, expected) <= 1e-12
+
+
+@pytest.mark.parametrize('gridsize', [1, 2])
+def test_backprojection_of_flat_object_is_zero(rng: np.random.Generator, gridsize: int) -> None:
+    """Noise-free amplitudes of ``probe * 1`` are a fixed point: every correction vanishes.
+
+    The result is in object units (the flat object is 1). In float32 the only error is FFT
+    round-off, ~1e-7 of the exit wave; ``conj(P)/max|P|^2`` keeps it below that and the
+    update's denominator ``weight + alpha`` (>= alpha = 0.05) amplifies it at most 20x per
+    iteration, so 1e-5 bounds 4 iterations with margin (measured: ~2e-7).
+    """
+    N, C = 64, gridsize ** 2
+    probe = 100.0 * gaussian_probe(rng, N)  # the bound must not depend on the probe's scale
+    X = np.broadcast_to(physics.far_field_amplitude(probe), (2, C, N, N))
+    offsets = rng.uniform(-6, 6, size=(2, C, 2)) if C > 1 else None
+    found = tf_helper.backprojection(X.astype(np.float32), probe.astype(np.complex64),
+                                     offsets, iterations=4).numpy()
+    assert np.max(np.abs(found)) < 1e-5
+
+
+def test_backprojection_rejects_bad_iterations() -> None:
+    with pytest.raises(ValueError, match='iterations'):
+        tf_helper.backprojection(np.ones((1, 1, 16, 16)), np.ones((16, 16)), None, 0)
+
+
 @pytest.mark.parametrize('M', [16, 20, 32])
 def test_stitch_matches_reference(rng: np.random.Generator, M: int) -> None:
     patches = random_complex(rng, (25, 32, 32))
@@ -164,6 +237,18 @@ def test_three_way_tf_torch_numpy(rng: np.random.Generator) -> None:
     assert rel_err(found_tf, expected) <= RTOL
     assert rel_err(found_torch.numpy(), expected) <= RTOL
     assert rel_err(found_tf, found_torch.numpy()) <= RTOL
+
+    X = np.abs(rng.normal(size=(B, C, N, N)))
+    probe_env = gaussian_probe(rng, N)
+    expected = np.stack([physics.backprojection(x, probe_env, o, 4) for x, o in zip(X, offsets)])
+    found_tf = tf_helper.backprojection(X.astype(np.float32), probe_env.astype(np.complex64),
+                                        offsets, 4).numpy()
+    found_torch = tphys.backprojection(torch.tensor(X, dtype=torch.float32),
+                                       torch.tensor(probe_env, dtype=torch.complex64),
+                                       torch.tensor(offsets), 4).numpy()
+    assert rel_err(found_tf, expected) <= RTOL
+    assert rel_err(found_torch, expected) <= RTOL
+    assert rel_err(found_tf, found_torch) <= RTOL
 
     crops = random_complex(rng, (12, N, N))
     positions = rng.uniform(40, 90, size=(12, 2))

@@ -135,6 +135,12 @@ def test_wrong_backend_and_corrupt_bundles_are_rejected(tmp_path) -> None:
 
 @pytest.mark.parametrize('overrides', [
     {}, {'gridsize': 2}, {'pad_object': False}, {'probe_big': False}, {'probe_trainable': True},
+    {'gridsize': 2, 'pad_object': False},
+    *({'input_features': features, 'skip_connections': skips, 'gridsize': gridsize,
+       'pad_object': pad}
+      for features in ('backprojection', 'amplitude') for skips in (True, False)
+      for gridsize in (1, 2) for pad in (True, False)
+      if (features, skips) != ('backprojection', True)),
 ])
 def test_parameter_count_matches_architecture(overrides) -> None:
     overrides = dict(overrides)
@@ -156,6 +162,65 @@ def test_parameter_count_matches_architecture(overrides) -> None:
         module = PtychoPINN_Lightning(torch_model, torch_training,
                                       probe=torch.ones((64, 64), dtype=torch.complex64))
         assert count_parameters(module) == models.autoencoder.count_params()
+
+
+def _copy_torch_weights(torch_model, models) -> None:
+    """Give the Keras trunk the torch network's conv weights, layer by layer."""
+    net = torch_model.net
+    pairs = []
+    for k, level in enumerate(net.encoder.levels):
+        pairs += [(f'enc_conv{k}a', level[0]), (f'enc_conv{k}b', level[2])]
+    for kind, decoder in (('amp', net.decoder_amp), ('phase', net.decoder_phase)):
+        for i, step in enumerate(decoder.steps):
+            pairs += [(f'{kind}_conv{i}a', step[0]), (f'{kind}_conv{i}b', step[2])]
+        pairs.append((f'{kind}_out', decoder.head))
+        if decoder.periphery is not None:
+            pairs.append((f'{kind}_periph', decoder.periphery[1]))
+    trunk = models.autoencoder.get_layer('trunk')
+    assert len(pairs) == len([layer for layer in trunk.layers if layer.weights])
+    for name, conv in pairs:
+        weight = conv.weight.detach().numpy().transpose(2, 3, 1, 0)  # (out,in,h,w) -> (h,w,in,out)
+        trunk.get_layer(name).set_weights([weight, conv.bias.detach().numpy()])
+
+
+@pytest.mark.parametrize('overrides', [
+    {}, {'gridsize': 2}, {'pad_object': False},
+    {'input_features': 'amplitude', 'skip_connections': False},
+])
+def test_network_is_the_torch_twin(overrides) -> None:
+    """With torch's weights the Keras models give torch's outputs: same input channel order
+    (X, Re b, Im b), same skip crops and concatenation order, same physics."""
+    torch = pytest.importorskip('torch')
+    from ptycho_torch import config_bridge
+    from ptycho_torch.model import PtychoPINN
+
+    overrides = dict(overrides)
+    gridsize = overrides.pop('gridsize', 1)
+    N, C, B = 64, gridsize ** 2, 3
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[:N, :N] - N / 2
+    probe = ((1.0 + 0.3 * (rng.normal(size=(N, N)) + 1j * rng.normal(size=(N, N))))
+             * np.exp(-(yy ** 2 + xx ** 2) / 200.0)).astype(np.complex64)
+    config = TrainingConfig(model=ModelConfig(N=N, gridsize=gridsize, n_filters_scale=1,
+                                              network_precision='float32', **overrides))
+    models = create_model(config, probe)
+    _, torch_model_cfg, _ = config_bridge.to_torch(config)
+    torch_model = PtychoPINN(torch_model_cfg, config.nphotons, probe).eval()
+    _copy_torch_weights(torch_model, models)
+
+    X = rng.uniform(0, 1, size=(B, N, N, C)).astype(np.float32)
+    offsets = (rng.uniform(-5, 5, size=(B, 1, 2, C)) if C > 1
+               else np.zeros((B, 1, 2, 1))).astype(np.float32)
+    X_t = torch.tensor(X.transpose(0, 3, 1, 2))
+    offsets_t = torch.tensor(offsets[:, 0].transpose(0, 2, 1))
+    with torch.no_grad():
+        amp_torch = torch_model(X_t, offsets_t).numpy().transpose(0, 2, 3, 1)
+        obj_torch = torch_model.reconstruct(X_t, offsets_t).numpy()
+    amp_tf = models.autoencoder([X, offsets], training=False).numpy()
+    obj_tf = models.diffraction_to_obj([X * models.intensity_scale, offsets],
+                                       training=False).numpy()[..., 0]
+    assert np.max(np.abs(amp_tf - amp_torch)) <= 1e-5 * np.max(np.abs(amp_torch))
+    assert np.max(np.abs(obj_tf - obj_torch)) <= 1e-5 * np.max(np.abs(obj_torch))
 
 
 def test_non_finite_loss_stops_training(datasets, tmp_path) -> None:

@@ -19,7 +19,7 @@ import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, MutableMapping, TypeVar
+from typing import Any, ClassVar, Literal, Mapping, MutableMapping, TypeVar
 
 from ptycho.atomic import write_text
 
@@ -29,6 +29,16 @@ BACKENDS: tuple[str, ...] = ('tensorflow', 'pytorch')
 PATCH_SIZES: tuple[int, ...] = (64, 128, 256)
 MODEL_TYPES: tuple[str, ...] = ('pinn', 'supervised')
 AMP_ACTIVATIONS: tuple[str, ...] = ('sigmoid', 'swish', 'silu', 'softplus', 'relu')
+INPUT_FEATURES: tuple[str, ...] = ('backprojection', 'amplitude')
+NETWORK_PRECISIONS: tuple[str, ...] = ('auto', 'float32', 'bfloat16')
+
+LEGACY_MODEL_DEFAULTS: dict[str, Any] = {'input_features': 'amplitude', 'skip_connections': False}
+"""Values of model settings added after format 1 bundles were first written.
+
+A bundle or checkpoint whose config lacks one of these keys was trained with the network
+these values describe, so loaders fill them in (:func:`with_legacy_model_defaults`) rather
+than take today's defaults.
+"""
 LOGGERS: tuple[str, ...] = ('csv', 'tensorboard', 'mlflow', 'none')
 
 Backend = Literal['tensorflow', 'pytorch']
@@ -101,6 +111,18 @@ class ModelConfig:
         metadata={'help': 'Ptychodus compatibility setting; the probe is normalised by energy (see specs/architecture.md)'})
     gaussian_smoothing_sigma: float = field(default=0.0,
         metadata={'help': 'Ptychodus compatibility setting; not used by this implementation (must be >= 0)'})
+    input_features: str = field(default='backprojection',
+        metadata={'help': "network input: 'backprojection' (amplitudes plus a physics back-projection "
+                          "of the group into object space) or 'amplitude' (the amplitudes only)"})
+    backprojection_iterations: int = field(default=8,
+        metadata={'help': 'projection steps from a flat object that make the back-projection input'})
+    skip_connections: bool = field(default=True,
+        metadata={'help': 'pass encoder features to the decoders at matching resolution (U-Net style)'})
+    network_precision: str = field(default='float32',
+        metadata={'help': "arithmetic of the network's convolutions: 'float32', 'bfloat16' (about "
+                          "2x faster on CPUs with AMX/AVX512-BF16 and on recent GPUs; physics and "
+                          "loss stay float32) or 'auto' (bfloat16 where the hardware has it; "
+                          "PyTorch backend only, TensorFlow runs float32)"})
 
     def __post_init__(self) -> None:
         self.validate()
@@ -113,8 +135,11 @@ class ModelConfig:
         _check_int(name, 'n_filters_scale', self.n_filters_scale, 1)
         _check_choice(name, 'model_type', self.model_type, MODEL_TYPES)
         _check_choice(name, 'amp_activation', self.amp_activation, AMP_ACTIVATIONS)
-        for flag in ('object_big', 'probe_big', 'probe_mask', 'pad_object'):
+        for flag in ('object_big', 'probe_big', 'probe_mask', 'pad_object', 'skip_connections'):
             _check_bool(name, flag, getattr(self, flag))
+        _check_choice(name, 'input_features', self.input_features, INPUT_FEATURES)
+        _check_choice(name, 'network_precision', self.network_precision, NETWORK_PRECISIONS)
+        _check_int(name, 'backprojection_iterations', self.backprojection_iterations, 1)
         _check_real(name, 'probe_scale', self.probe_scale, 0.0, open_low=True)
         _check_real(name, 'gaussian_smoothing_sigma', self.gaussian_smoothing_sigma, 0.0)
         if self.gaussian_smoothing_sigma > 0:
@@ -335,6 +360,11 @@ def from_dict(cls: type[_C], data: MutableMapping[str, Any] | dict[str, Any],
         raise ValueError(f'{source}: unknown config keys {unknown} for {cls.__name__}')
     model = ModelConfig(**model_data)
     return cls(model=model, **data)
+
+
+def with_legacy_model_defaults(model_data: Mapping[str, Any]) -> dict[str, Any]:
+    """``model_data`` with :data:`LEGACY_MODEL_DEFAULTS` filled in where keys are missing."""
+    return {**LEGACY_MODEL_DEFAULTS, **dict(model_data)}
 
 
 def save_yaml(config: ModelConfig | AnyConfig, path: str | os.PathLike[str]) -> Path:

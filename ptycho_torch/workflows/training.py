@@ -14,25 +14,29 @@ import importlib.util
 import logging
 import math
 import os
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import (Callback, EarlyStopping, LearningRateMonitor,
                                          ModelCheckpoint)
 from lightning.pytorch.loggers import CSVLogger, Logger
+from torch import Tensor
 
 from ptycho.config.config import TrainingConfig, to_dict
 from ptycho_torch import config_bridge
-from ptycho_torch.data import PtychoDataModule, as_torch_container
-from ptycho_torch.model import NonFiniteLossError, PtychoPINN_Lightning
+from ptycho_torch.data import PtychoDataContainerTorch, PtychoDataModule, as_torch_container
+from ptycho_torch.model import NonFiniteLossError, PtychoPINN, PtychoPINN_Lightning
 from ptycho_torch.persistence import save_bundle_torch
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = 'checkpoints'
 LAST_CHECKPOINT = 'last.ckpt'
+MAX_FEATURE_CACHE_BYTES = 2 * 2 ** 30
 
 
 class LossHistory(Callback):
@@ -157,16 +161,46 @@ def build_trainer(config: TrainingConfig, output_dir: Path, monitor: str,
         enable_checkpointing=True, limit_val_batches=None if validate else 0)
 
 
+def backprojection_cache(model: PtychoPINN, data: PtychoDataContainerTorch,
+                         batch_size: int = 256) -> Tensor | None:
+    """The back-projection input of every group, computed once before training.
+
+    It depends only on the data and the probe, so with a fixed probe recomputing it every
+    step (a few FFTs and overlap merges per group) would repeat identical work. None (the
+    model computes it per batch) when the model does not use it, the probe is trained, or
+    the cache would exceed :data:`MAX_FEATURE_CACHE_BYTES`.
+    """
+    if model.config.input_features != 'backprojection' or model.probe.requires_grad:
+        return None
+    X = data.X
+    size = X.numel() * 2 * X.element_size()
+    if size > MAX_FEATURE_CACHE_BYTES:
+        logger.info('Back-projection input not cached (%.1f GiB > %.1f GiB): computed per batch',
+                    size / 2 ** 30, MAX_FEATURE_CACHE_BYTES / 2 ** 30)
+        return None
+    offsets = data.local_offsets.to(torch.float32)
+    start = time.perf_counter()
+    with torch.no_grad():
+        chunks = [model.backprojection(X[i:i + batch_size], offsets[i:i + batch_size])
+                  for i in range(0, len(X), batch_size)]
+    features = torch.cat(chunks) if chunks else X.new_zeros((0, 2 * X.shape[1], *X.shape[2:]))
+    logger.info('Back-projection input of %d groups (%d iterations) computed in %.1f s',
+                len(X), model.config.backprojection_iterations, time.perf_counter() - start)
+    return features
+
+
 def train_cdi_model_torch(train_data: Any, test_data: Any | None, config: TrainingConfig, *, resume: bool | str | os.PathLike[str] = False,
                           max_time: timedelta | None = None, save_bundle: bool = True,
                           extra_callbacks: list[Callback] | None = None) -> dict[str, Any]:
     """Train on ``RawData`` or data containers; returns history, models, trainer and artefact paths.
 
     ``resume``: ``True`` continues from ``{output_dir}/checkpoints/last.ckpt`` (epochs
-    count on to ``nepochs``), or give a checkpoint path. ``max_time`` stops training at a
-    wall-clock limit (Lightning's ``Timer``). A non-finite loss raises
-    :class:`NonFiniteLossError` naming the kept checkpoint.
+    count on to ``nepochs``), or give a checkpoint path. ``max_time`` is a wall-clock limit
+    for the whole call, data preparation (the back-projection cache) included; the rest is
+    Lightning's ``Timer``. A non-finite loss raises :class:`NonFiniteLossError` naming the
+    kept checkpoint.
     """
+    started = time.monotonic()
     train_data = as_torch_container(train_data, config)
     test_data = as_torch_container(test_data, config) if test_data is not None else None
     output_dir = Path(config.output_dir)
@@ -177,8 +211,12 @@ def train_cdi_model_torch(train_data: Any, test_data: Any | None, config: Traini
                                   core_config=to_dict(config))
     datamodule = PtychoDataModule(train_data, test_data, config.batch_size, config.seed,
                                   config.validation_split, config.num_workers,
-                                  with_truth=model_cfg.mode == 'supervised')
+                                  with_truth=model_cfg.mode == 'supervised',
+                                  features=lambda data: backprojection_cache(module.model, data))
     module.monitor = 'val_loss' if datamodule.has_validation else 'train_loss'
+    if max_time is not None:
+        prepared = timedelta(seconds=time.monotonic() - started)
+        max_time = max(max_time - prepared, timedelta(seconds=1))
     history = LossHistory()
     batches = math.ceil(len(datamodule.train_set) / config.batch_size)
     ckpt = _resume_path(resume, output_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import lightning.pytorch as pl
@@ -9,26 +10,35 @@ import numpy as np
 import pytest
 import torch
 
+from _torch_data import tiny_config, tiny_raw
+from ptycho_torch import config_bridge
 from ptycho_torch.config_params import ModelConfig, TrainingConfig
-from ptycho_torch.model import PtychoNet, PtychoPINN_Lightning, count_parameters
+from ptycho_torch.data import as_torch_container
+from ptycho_torch.model import PtychoNet, PtychoPINN_Lightning, autocast_dtype, count_parameters
+from ptycho_torch.workflows.training import backprojection_cache
 
 
 def conv(c_in: int, c_out: int) -> int:
     return 9 * c_in * c_out + c_out
 
 
-def expected_parameters(N: int, scale: int, C: int, pad_object: bool, probe_big: bool) -> int:
+def expected_parameters(N: int, scale: int, C: int, pad_object: bool, probe_big: bool,
+                        backprojection: bool = True, skips: bool = True) -> int:
     """Parameter count written out from architecture.md section 5."""
     L = int(math.log2(N)) - 3
     w = [16 * scale * 2 ** k for k in range(L)]
-    total, c_in = 0, C
+    total, c_in = 0, C * (3 if backprojection else 1)
     for width in w:
         total += conv(c_in, width) + conv(width, width)
         c_in = width
     steps = w[-2::-1] + ([] if pad_object else [w[0]])
-    decoder, c_in = 0, w[-1]
+    window = N // 2 if pad_object else N
+    decoder, c_in, size = 0, w[-1], 8
     for width in steps:
-        decoder += conv(c_in, width) + conv(width, width)
+        size *= 2
+        level = int(math.log2(window // size))  # encoder level with window/size px per cell
+        skip = w[level] if skips and 2 ** level * size == window and level < L else 0
+        decoder += conv(c_in + skip, width) + conv(width, width)
         c_in = width
     decoder += conv(c_in, C)
     if pad_object and probe_big:
@@ -36,16 +46,20 @@ def expected_parameters(N: int, scale: int, C: int, pad_object: bool, probe_big:
     return total + 2 * decoder
 
 
-@pytest.mark.parametrize('N,scale,grid,pad,big', [(64, 2, 1, True, True), (64, 1, 2, True, False),
-                                                  (128, 1, 1, False, True), (64, 2, 2, False, False)])
-def test_parameter_count_and_shapes(N, scale, grid, pad, big):
+@pytest.mark.parametrize('N,scale,grid,pad,big,features,skips', [
+    (64, 2, 1, True, True, 'backprojection', True), (64, 1, 2, True, False, 'amplitude', False),
+    (128, 1, 1, False, True, 'backprojection', False), (64, 2, 2, False, False, 'amplitude', True),
+    (64, 1, 2, True, True, 'backprojection', True), (128, 1, 2, False, True, 'backprojection', True)])
+def test_parameter_count_and_shapes(N, scale, grid, pad, big, features, skips):
     config = ModelConfig(N=N, grid_size=(grid, grid), n_filters_scale=scale, pad_object=pad,
-                         probe_big=big)
+                         probe_big=big, input_features=features, skip_connections=skips)
     net = PtychoNet(config)
-    assert count_parameters(net) == expected_parameters(N, scale, grid * grid, pad, big)
+    C = grid * grid
+    assert count_parameters(net) == expected_parameters(N, scale, C, pad, big,
+                                                        features == 'backprojection', skips)
     with torch.no_grad():
-        amp, phase = net(torch.rand(2, grid * grid, N, N))
-    assert amp.shape == phase.shape == (2, grid * grid, N, N)
+        amp, phase = net(torch.rand(2, C * (3 if features == 'backprojection' else 1), N, N))
+    assert amp.shape == phase.shape == (2, C, N, N)
     assert float(phase.detach().abs().max()) < math.pi
     if pad and not big:  # pad_object confines the object to the central N/2 window
         assert float(amp[..., : N // 4, :].abs().max()) == 0.0
@@ -53,7 +67,8 @@ def test_parameter_count_and_shapes(N, scale, grid, pad, big):
 
 @pytest.mark.parametrize('activation', ['sigmoid', 'silu', 'softplus', 'relu'])
 def test_amplitude_activations(activation):
-    net = PtychoNet(ModelConfig(N=64, n_filters_scale=1, amp_activation=activation))
+    net = PtychoNet(ModelConfig(N=64, n_filters_scale=1, amp_activation=activation,
+                                input_features='amplitude'))
     amp, _ = net(torch.rand(1, 1, 64, 64))
     assert torch.isfinite(amp).all()
 
@@ -67,7 +82,7 @@ def test_gain_and_inference_scaling():
     assert float(model.gain()) == pytest.approx(2.0, rel=1e-6)
     X = torch.rand(3, 1, 64, 64)
     amp, _, obj = model.object_patches(X)
-    raw_amp, _ = model.net(X)
+    raw_amp, _ = model.net(model.network_input(X))
     torch.testing.assert_close(amp, 2.0 * raw_amp)
     recon = module.diffraction_to_obj()(X * module.intensity_scale, torch.zeros(3, 1, 2))
     assert recon.shape == (3, 64, 64, 1) and recon.dtype == torch.complex64
@@ -120,3 +135,49 @@ def test_load_from_checkpoint_needs_no_arguments(tmp_path):
     torch.testing.assert_close(loaded.model.probe, module.model.probe)
     for (name, a), (_, b) in zip(module.state_dict().items(), loaded.state_dict().items()):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def test_backprojection_input_cached_equals_computed_per_batch(tmp_path):
+    """Training may precompute the back-projection; the loss must not notice."""
+    config = tiny_config(tmp_path, gridsize=2)
+    data = as_torch_container(tiny_raw(), config)
+    _, model_cfg, training_cfg = config_bridge.to_torch(config)
+    module = PtychoPINN_Lightning(model_cfg, training_cfg, probe=data.probe)
+    cache = backprojection_cache(module.model, data)
+    assert cache is not None and cache.shape == (len(data.X), 8, 64, 64)
+    batch = {'X': data.X[:5], 'offsets': data.local_offsets[:5].float()}
+    with torch.no_grad():
+        live = module.compute_loss(batch)
+        cached = module.compute_loss({**batch, 'features': cache[:5]})
+    torch.testing.assert_close(live, cached, rtol=1e-5, atol=1e-6)
+    # a trained probe changes the input as it learns: computed per batch then
+    trainable = PtychoPINN_Lightning(
+        model_cfg, dataclasses.replace(training_cfg, probe_trainable=True), probe=data.probe)
+    assert backprojection_cache(trainable.model, data) is None
+
+
+def test_checkpoint_hparams_without_new_model_keys_load_the_old_network():
+    """Checkpoints from before input_features/skip_connections hold the amplitude-input net."""
+    old = {k: v for k, v in dataclasses.asdict(ModelConfig(N=64, n_filters_scale=1)).items()
+           if k not in ('input_features', 'skip_connections')}
+    module = PtychoPINN_Lightning(old, TrainingConfig())
+    assert module.model_config.input_features == 'amplitude'
+    assert module.model_config.skip_connections is False
+    assert module.model.net.encoder.levels[0][0].in_channels == 1
+
+
+def test_network_precision_bfloat16_is_close_to_float32_and_returns_float32():
+    torch.manual_seed(0)
+    exact = PtychoNet(ModelConfig(N=64, n_filters_scale=1, network_precision='float32'))
+    fast = PtychoNet(ModelConfig(N=64, n_filters_scale=1, network_precision='bfloat16'))
+    fast.load_state_dict(exact.state_dict())
+    x = torch.rand(4, 3, 64, 64)
+    with torch.no_grad():
+        (a32, p32), (a16, p16) = exact(x), fast(x)
+    assert a16.dtype == p16.dtype == torch.float32
+    assert float((a16 - a32).abs().max()) < 0.05 * float(a32.abs().max())
+    assert float((p16 - p32).abs().max()) < 0.05 * math.pi
+    assert autocast_dtype('float32', torch.device('cpu')) is None
+    assert autocast_dtype('bfloat16', torch.device('cpu')) is torch.bfloat16
+    native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    assert autocast_dtype('auto', torch.device('cpu')) is (torch.bfloat16 if native else None)
