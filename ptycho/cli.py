@@ -334,14 +334,14 @@ def _canvas_origin(results: Mapping[str, Any], shape: tuple[int, ...], N: int
     """Recompute the stitching canvas' origin from the group centres (spec §7 geometry)."""
     import numpy as np
 
-    from ptycho.physics import canvas_geometry
+    from ptycho.physics import canvas_geometry, default_crop
 
     container = results.get('test_container')
     offsets = getattr(container, 'global_offsets', None)
     if offsets is None:
         return None
     positions = np.asarray(offsets, dtype=np.float64).reshape(-1, 2)
-    M = int(results.get('M') or N // 2)
+    M = int(results.get('M') or default_crop(N))
     canvas_shape, origin = canvas_geometry(positions, M)
     if tuple(canvas_shape) != tuple(shape[:2]):
         logger.debug('canvas %s != reconstruction %s; origin unknown', canvas_shape, shape)

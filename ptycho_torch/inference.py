@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ptycho.phase_alignment import group_phase_corrections
+from ptycho.physics import default_crop
 from ptycho_torch import physics
 from ptycho_torch.data import PtychoDataContainerTorch
 from ptycho_torch.model import DiffractionToObject
@@ -67,14 +69,15 @@ def transform_positions(positions_xy: np.ndarray, flip_x: bool, flip_y: bool,
 
 
 def resolve_crop(M: int | None, N: int) -> int:
-    """Crop size for stitching: ``N // 2`` by default; larger than N falls back to it."""
+    """Crop size for stitching: :func:`ptycho.physics.default_crop` by default; larger than N
+    falls back to it."""
     if M is None:
-        return N // 2
+        return default_crop(N)
     M = int(M)
     if M > N:
         logger.warning('Stitching crop M=%d exceeds the patch size N=%d; using the default '
-                       'central crop M=%d', M, N, N // 2)
-        return N // 2
+                       'central crop M=%d', M, N, default_crop(N))
+        return default_crop(N)
     if M < 1:
         raise ValueError(f'stitching crop M: expected 1..{N}, found {M}')
     return M
@@ -82,10 +85,19 @@ def resolve_crop(M: int | None, N: int) -> int:
 
 def stitch_groups(objects: Tensor, positions_xy: np.ndarray, M: int,
                   canvas_shape: tuple[int, int] | None = None,
-                  origin_xy: tuple[float, float] | None = None) -> Stitched:
-    """Stitch per-group objects at their positions; canvas fits all positions by default."""
+                  origin_xy: tuple[float, float] | None = None,
+                  align_phase: bool = True) -> Stitched:
+    """Stitch per-group objects at their positions; canvas fits all positions by default.
+
+    ``align_phase``: first remove the groups' mutually inconsistent constant phases
+    (:mod:`ptycho.phase_alignment`; each group's data cannot fix its own).
+    """
     if canvas_shape is None or origin_xy is None:
         canvas_shape, origin_xy = physics.canvas_geometry(positions_xy, M)
+    if align_phase:
+        phases = group_phase_corrections(objects.detach().cpu().numpy(), positions_xy, M)
+        factors = torch.from_numpy(np.exp(1j * phases)).to(objects.device, objects.dtype)
+        objects = objects * factors[:, None, None]
     image, coverage = physics.stitch(objects, torch.from_numpy(positions_xy), M,
                                      canvas_shape, origin_xy)
     stitched = Stitched(image.numpy().astype(np.complex64), coverage.numpy().astype(np.float32),

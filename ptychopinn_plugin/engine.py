@@ -29,6 +29,7 @@ import numpy as np
 
 from ptycho.atomic import copy_file
 from ptycho.config.config import InferenceConfig, TrainingConfig
+from ptycho.physics import default_crop
 
 logger = logging.getLogger('ptychopinn_plugin.engine')
 
@@ -84,10 +85,11 @@ class _TensorFlow:
 
     def stitch(self, patches: Any, positions: np.ndarray, M: int,
                canvas_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        from ptycho.phase_alignment import align_group_phases
         from ptycho.tf_helper import stitch
 
-        image, coverage = stitch(patches, positions, M, canvas_shape=canvas_shape,
-                                 origin_xy=(0.0, 0.0))
+        image, coverage = stitch(align_group_phases(np.asarray(patches), positions, M), positions,
+                                 M, canvas_shape=canvas_shape, origin_xy=(0.0, 0.0))
         return np.asarray(image), np.asarray(coverage)
 
     def fit(self, train_raw: Any, test_raw: Any, config: TrainingConfig, emit: Emit,
@@ -259,7 +261,7 @@ class Engine:
         patches, positions = self._adapter.predict(model, container, config)
         timings['inference_s'] = time.perf_counter() - tic
         tic = time.perf_counter()
-        M = trained.N // 2
+        M = default_crop(trained.N)
         image, coverage = self._adapter.stitch(patches, positions, M, scan.object_shape)
         timings['stitch_s'] = time.perf_counter() - tic
         from ptycho.physics import COVERAGE_EPS

@@ -21,6 +21,7 @@ import numpy as np
 from ptycho import figures, params, physics
 from ptycho.config.config import InferenceConfig, TrainingConfig, to_dict, update_legacy_dict
 from ptycho.loader import PtychoDataContainer, container_from_raw
+from ptycho.phase_alignment import align_group_phases
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def run_cdi_example(train_data: Any, test_data: Any | None, config: TrainingConf
     """Train, save ``{output_dir}/wts.h5.zip``, and optionally reconstruct ``test_data``.
 
     Returns ``(amplitude, phase, results)``; amplitude and phase are None unless
-    ``do_stitching`` and ``test_data`` are given. ``M`` defaults to N // 2.
+    ``do_stitching`` and ``test_data`` are given. ``M`` defaults to ``physics.default_crop(N)`` (20 for N = 64).
     """
     from ptycho import model_manager
     from ptycho.train_pinn import NonFiniteLossError
@@ -179,15 +180,19 @@ def predict_objects(models: Any, container: PtychoDataContainer,
 def reassemble_cdi_image(test_data: Any, config: TrainingConfig | InferenceConfig,
                          flip_x: bool = False, flip_y: bool = False, transpose: bool = False,
                          M: int | None = None, *, models: Any = None,
-                         container: PtychoDataContainer | None = None
+                         container: PtychoDataContainer | None = None, align_phase: bool = True
                          ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Reconstruct ``test_data`` with a trained model and stitch it.
+
+    ``align_phase`` removes the groups' inconsistent constant phases before stitching
+    (:mod:`ptycho.phase_alignment`).
 
     ``models`` defaults to the bundle at ``config.model_path`` (InferenceConfig) or the
     last trained model. ``flip_x``/``flip_y`` negate the x/y global offsets and
     ``transpose`` swaps the patch axes (legacy orientation fixes). Returns
     ``(amplitude, phase, results)`` with ``reconstruction`` (complex), ``coverage``,
-    ``origin_xy``, ``obj_patches``, ``container`` and ``backend``.
+    ``origin_xy``, ``obj_patches`` (the model's output, before phase alignment),
+    ``container`` and ``backend``.
     """
     config = _with_size(config, test_data)
     update_legacy_dict(params.cfg, config)
@@ -203,10 +208,13 @@ def reassemble_cdi_image(test_data: Any, config: TrainingConfig | InferenceConfi
     if transpose:
         patches = np.transpose(patches, (0, 2, 1, 3))
     N = patches.shape[1]
-    M = N // 2 if M is None else int(M)
+    M = physics.default_crop(N) if M is None else int(M)
+    stitched = patches
+    if align_phase:  # each group's data leave its constant phase free: agree with neighbours
+        stitched = align_group_phases(patches[..., 0], offsets.reshape(-1, 2), M)[..., None]
     from ptycho.tf_helper import reassemble_position
 
-    image, coverage = reassemble_position(patches, offsets, M=M, return_coverage=True)
+    image, coverage = reassemble_position(stitched, offsets, M=M, return_coverage=True)
     _, origin_xy = physics.canvas_geometry(offsets.reshape(-1, 2), M)
     reconstruction = image[..., 0]
     results = {'reconstruction': reconstruction, 'coverage': coverage, 'origin_xy': origin_xy,

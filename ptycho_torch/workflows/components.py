@@ -60,7 +60,7 @@ def _reassemble_cdi_image_torch(test_data: Any, config: TrainingConfig | Inferen
     The model comes from ``models`` (as returned by training or
     :func:`load_inference_bundle_torch`) or else from the bundle at ``config.model_path``
     (InferenceConfig) / ``config.output_dir`` (TrainingConfig); loads are cached.
-    ``M`` is the central crop per patch (default N/2). Returns ``(amplitude, phase,
+    ``M`` is the central crop per patch (default ``ptycho.physics.default_crop(N)``, 20 for N = 64). Returns ``(amplitude, phase,
     results)`` with ``results['reconstruction']`` (complex) and ``results['coverage']``.
     """
     if models is None:
