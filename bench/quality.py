@@ -32,14 +32,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (see ptycho_torch)
 
 from ptycho.config.config import InferenceConfig, ModelConfig, TrainingConfig  # noqa: E402
-from ptycho.physics import COVERAGE_EPS, canvas_geometry  # noqa: E402
+from ptycho.physics import COVERAGE_EPS, canvas_geometry, default_crop  # noqa: E402
 
 logger = logging.getLogger('bench.quality')
 
 # Defaults tuned for a 2-core CPU and a 10-minute budget (see README / report).
 DEFAULTS: dict[str, Any] = dict(gridsize=2, n_filters_scale=1, batch_size=16,
                                 learning_rate=2e-3, n_groups=None, amp_activation='softplus',
-                                mae_weight=0.0)
+                                mae_weight=0.0, input_features=ModelConfig.input_features,
+                                backprojection_iterations=ModelConfig.backprojection_iterations,
+                                skip_connections=ModelConfig.skip_connections)
 
 
 def train_pytorch(train: Any, test: Any | None, config: TrainingConfig, minutes: float
@@ -118,8 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--model-type', default='pinn', choices=('pinn', 'supervised'),
                         help='supervised trains on the true patches: a learnability check')
     parser.add_argument('--mae-weight', type=float, default=DEFAULTS['mae_weight'])
+    parser.add_argument('--input-features', default=DEFAULTS['input_features'],
+                        choices=('backprojection', 'amplitude'))
+    parser.add_argument('--backprojection-iterations', type=int,
+                        default=DEFAULTS['backprojection_iterations'])
+    parser.add_argument('--skip-connections', action=argparse.BooleanOptionalAction,
+                        default=DEFAULTS['skip_connections'])
     parser.add_argument('--lr-plateau-patience', type=int, default=3)
-    parser.add_argument('--M', type=int, default=None, help='stitching crop (default N/2)')
+    parser.add_argument('--M', type=int, default=None, help='stitching crop (default physics.default_crop(N))')
     parser.add_argument('--seed', type=int, default=42)
     parser.add_argument('--output', type=Path, default=None, help='JSON results file')
     args = parser.parse_args(argv)
@@ -135,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainingConfig(
         model=ModelConfig(N=STANDARD.N, gridsize=args.gridsize,
                           n_filters_scale=args.n_filters_scale,
-                          amp_activation=args.amp_activation, model_type=args.model_type),
+                          amp_activation=args.amp_activation, model_type=args.model_type,
+                          input_features=args.input_features,
+                          backprojection_iterations=args.backprojection_iterations,
+                          skip_connections=args.skip_connections),
         nepochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         n_groups=args.n_groups, nphotons=STANDARD.nphotons, mae_weight=args.mae_weight,
         output_dir=workdir, backend=args.backend, subsample_seed=args.seed,
@@ -146,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     history = trained['history']['train_loss']
     epochs = len(history)
     n_train_groups = len(trained.get('train_container') or []) or len(train_raw)
-    M = args.M or STANDARD.N // 2
+    M = args.M or default_crop(STANDARD.N)
     results: dict[str, Any] = {
         'backend': args.backend, 'gridsize': args.gridsize, 'minutes_budget': args.minutes,
         'train_seconds': round(train_s, 1), 'simulate_seconds': round(sim_s, 1),
@@ -154,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         'settings': {k: getattr(args, k) for k in ('n_filters_scale', 'batch_size',
                                                     'learning_rate', 'n_groups', 'amp_activation',
                                                     'mae_weight', 'seed', 'n_positions',
-                                                    'model_type')},
+                                                    'model_type', 'input_features',
+                                                    'backprojection_iterations',
+                                                    'skip_connections')},
         'cpu_count': os.cpu_count(),
     }
     for split, raw in (('train', train_raw), ('test', test_raw)):

@@ -167,6 +167,8 @@ class DemoSettings:
     n_filters_scale: int = 1
     batch_size: int = 16
     learning_rate: float = 2e-3
+    gridsize: int = 2  # the benchmark's settings (bench/quality.py)
+    amp_activation: str = 'softplus'
 
 
 DEMO = DemoSettings()
@@ -724,6 +726,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         nphotons=STANDARD.nphotons)
     config.model.N = splits['train'].raw.N
     config.model.n_filters_scale = args.n_filters_scale
+    config.model.gridsize = DEMO.gridsize
+    config.model.amp_activation = DEMO.amp_activation
     minutes: float | None = args.minutes
     if not time_budget_supported(args.backend):
         config.nepochs = min(args.nepochs, DEMO.epochs_without_budget)
