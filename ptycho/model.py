@@ -174,11 +174,16 @@ class BackProjection(keras.layers.Layer):
         self.trainable_probe = bool(trainable_probe)
 
     def call(self, X: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
-        estimate = tf_helper.backprojection(_channels_first(X), self._probe_fn(), offsets,
-                                            self.iterations)
-        out = tf.concat([tf.math.real(estimate), tf.math.imag(estimate)], axis=1)
-        out = _channels_last(tf.cast(out, X.dtype))
+        out = backprojection_channels(X, self._probe_fn(), offsets, self.iterations)
         return out if self.trainable_probe else tf.stop_gradient(out)
+
+
+def backprojection_channels(X: Any, probe: tf.Tensor, offsets: Any, iterations: int) -> tf.Tensor:
+    """``[Re b, Im b]`` channels-last (B, N, N, 2C) for normalised X (B, N, N, C)."""
+    X = tf.convert_to_tensor(X, tf.float32) if not isinstance(X, tf.Tensor) else X
+    estimate = tf_helper.backprojection(_channels_first(X), probe, offsets, iterations)
+    out = tf.concat([tf.math.real(estimate), tf.math.imag(estimate)], axis=1)
+    return _channels_last(tf.cast(out, X.dtype))
 
 
 class FarFieldAmplitude(keras.layers.Layer):
@@ -375,14 +380,10 @@ class PtychoModels:
         """The network's back-projection channels (B, N, N, 2C) for normalised X (B, N, N, C)."""
         cfg = self.model_config
         probe = self.probe_layer.probe()
-        parts = []
-        for start in range(0, len(X), batch_size):
-            chunk = tf.transpose(tf.convert_to_tensor(X[start:start + batch_size], tf.float32),
-                                 (0, 3, 1, 2))
-            estimate = tf_helper.backprojection(chunk, probe, offsets[start:start + batch_size],
-                                                cfg.backprojection_iterations)
-            both = tf.concat([tf.math.real(estimate), tf.math.imag(estimate)], axis=1)
-            parts.append(tf.transpose(both, (0, 2, 3, 1)).numpy())
+        parts = [backprojection_channels(X[start:start + batch_size], probe,
+                                         offsets[start:start + batch_size],
+                                         cfg.backprojection_iterations).numpy()
+                 for start in range(0, len(X), batch_size)]
         N, C = cfg.N, cfg.n_channels
         return np.concatenate(parts) if parts else np.zeros((0, N, N, 2 * C), np.float32)
 

@@ -52,7 +52,7 @@ def _interp_matrix(src: Tensor, length: int, dtype: torch.dtype) -> Tensor:
 
 
 def _apply_separable(images: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
-    """``rows @ images @ cols^T`` for real or complex ``images`` (B, H, W)."""
+    """``rows @ images @ cols^T`` for real or complex ``images`` (..., H, W), broadcasting."""
     if images.is_complex():
         parts = torch.stack((images.real, images.imag))
         out = rows @ parts @ cols.transpose(-1, -2)
@@ -174,18 +174,12 @@ def group_matrices(offsets_xy: Tensor | np.ndarray, N: int, dtype: torch.dtype,
 
 def _place(patches: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     """Sum over members of ``rows @ patch @ cols^T``: (B, C, N, N) -> (B, 2N, 2N)."""
-    return _apply_separable_batched(patches, rows, cols.transpose(-1, -2)).sum(dim=1)
+    return _apply_separable(patches, rows, cols).sum(dim=1)
 
 
 def _read(canvas: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     """Each member's patch ``rows^T @ canvas @ cols``: (B, 2N, 2N) -> (B, C, N, N)."""
-    return _apply_separable_batched(canvas.unsqueeze(1), rows.transpose(-1, -2), cols)
-
-
-def _apply_separable_batched(images: Tensor, left: Tensor, right: Tensor) -> Tensor:
-    if images.is_complex():
-        return torch.complex(left @ images.real @ right, left @ images.imag @ right)
-    return left @ images @ right
+    return _apply_separable(canvas.unsqueeze(1), rows.transpose(-1, -2), cols.transpose(-1, -2))
 
 
 def merge_group(patches: Tensor, offsets_xy: Tensor | np.ndarray, support: Tensor | None = None
