@@ -139,18 +139,21 @@ def merge_group(patches: TensorLike, offsets_xy: TensorLike, support: TensorLike
     patches = _as_tensor(patches)
     offsets = _flat_offsets(offsets_xy)
     N = int(patches.shape[-1])
-    C = int(patches.shape[1])
-    flat = tf.reshape(patches, (-1, N, N))
-    pad = [[0, 0], [N // 2, N // 2], [N // 2, N // 2]]
-    moved = translate(tf.pad(flat, pad), tf.reshape(offsets, (-1, 2)))
-    total = tf.reduce_sum(tf.reshape(moved, (-1, C, 2 * N, 2 * N)), axis=1)
+    total = _placed_sum(patches, offsets)
     real = patches.dtype.real_dtype  # float64 patches get a float64 coverage
     sup = tf.ones((N, N), real) if support is None else _as_tensor(support, real)
-    batch_sup = tf.broadcast_to(tf.pad(sup, pad[1:])[None], (tf.shape(flat)[0], 2 * N, 2 * N))
-    cover = translate(batch_sup, tf.reshape(offsets, (-1, 2)))
-    coverage = tf.reduce_sum(tf.reshape(cover, (-1, C, 2 * N, 2 * N)), axis=1)
+    coverage = _placed_sum(tf.broadcast_to(sup, tf.shape(patches)), offsets)
     merged = total / tf.cast(tf.maximum(coverage, 1.0), total.dtype)
     return merged, coverage
+
+
+def _placed_sum(patches: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
+    """Sum of each group's C patches placed (centred, shifted) on its 2N canvas."""
+    N = int(patches.shape[-1])
+    C = int(patches.shape[1])
+    pad = [[0, 0], [N // 2, N // 2], [N // 2, N // 2]]
+    moved = translate(tf.pad(tf.reshape(patches, (-1, N, N)), pad), tf.reshape(offsets, (-1, 2)))
+    return tf.reduce_sum(tf.reshape(moved, (-1, C, 2 * N, 2 * N)), axis=1)
 
 
 def extract_group(canvas: TensorLike, offsets_xy: TensorLike, N: int) -> tf.Tensor:
@@ -254,16 +257,17 @@ def backprojection(X: TensorLike, probe: TensorLike, offsets_xy: TensorLike | No
     P = _as_tensor(probe, cdtype)
     P_sq = tf.square(tf.abs(P))
     peak = tf.reduce_max(P_sq)
-    weight_patches = tf.broadcast_to((P_sq / peak)[None, None], tf.stack([batch, C, N, N]))
-    weight, _ = merge_group(weight_patches, offsets)
-    denominator = tf.cast(weight + alpha, cdtype)
+    shape = tf.stack([batch, C, N, N])
+    # merge_group's coverage normalisation, computed once instead of in every iteration
+    coverage = tf.maximum(_placed_sum(tf.ones(shape, P_sq.dtype), offsets), 1.0)
+    weight = _placed_sum(tf.broadcast_to((P_sq / peak)[None, None], shape), offsets) / coverage
+    denominator = tf.cast(coverage * (weight + alpha), cdtype)
     canvas = tf.ones(tf.stack([batch, 2 * N, 2 * N]), cdtype)
     P_conj = tf.math.conj(P) / tf.cast(peak, cdtype)
     for _ in range(int(iterations)):
         psi = P * extract_group(canvas, offsets, N)
         correction = P_conj * (fourier_projection(psi, X) - psi)
-        update, _ = merge_group(correction, offsets)
-        canvas = canvas + update / denominator
+        canvas = canvas + _placed_sum(correction, offsets) / denominator
     return extract_group(canvas - 1.0, offsets, N)
 
 

@@ -8,6 +8,7 @@ channels-first inside torch: diffraction (B, C, N, N), offsets (B, C, 2) as (x, 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from pathlib import Path
@@ -168,6 +169,13 @@ class PtychoNet(nn.Module):
         return amp.float().contiguous(), phase.float().contiguous()
 
 
+@functools.lru_cache(maxsize=1)
+def _cpu_has_native_bfloat16() -> bool:
+    """Asked once per process: autocast_dtype runs on every forward pass."""
+    return any(getattr(torch.cpu, probe, lambda: False)()
+               for probe in ('_is_amx_tile_supported', '_is_avx512_bf16_supported'))
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The lower-precision dtype for the network's convolutions, or None (float32).
 
@@ -180,9 +188,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == 'bfloat16':
         return torch.bfloat16
     if device.type == 'cpu':
-        native = any(getattr(torch.cpu, probe, lambda: False)()
-                     for probe in ('_is_amx_tile_supported', '_is_avx512_bf16_supported'))
-        return torch.bfloat16 if native else None
+        return torch.bfloat16 if _cpu_has_native_bfloat16() else None
     if device.type == 'cuda' and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return None
