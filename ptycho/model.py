@@ -380,9 +380,13 @@ class PtychoModels:
         """The network's back-projection channels (B, N, N, 2C) for normalised X (B, N, N, C)."""
         cfg = self.model_config
         probe = self.probe_layer.probe()
-        parts = [backprojection_channels(X[start:start + batch_size], probe,
-                                         offsets[start:start + batch_size],
-                                         cfg.backprojection_iterations).numpy()
+        # One graph for all batches (eager mode is ~1.8x slower); the last, shorter batch
+        # may trace once more.
+        channels = tf.function(
+            lambda x, o: backprojection_channels(x, probe, o, cfg.backprojection_iterations),
+            reduce_retracing=True)
+        parts = [channels(tf.constant(X[start:start + batch_size], tf.float32),
+                          tf.constant(offsets[start:start + batch_size], tf.float64)).numpy()
                  for start in range(0, len(X), batch_size)]
         N, C = cfg.N, cfg.n_channels
         return np.concatenate(parts) if parts else np.zeros((0, N, N, 2 * C), np.float32)

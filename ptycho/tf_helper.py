@@ -73,6 +73,18 @@ def _sample_grid(images: tf.Tensor, row0: tf.Tensor, col0: tf.Tensor, out_h: int
     return _interp_axis(rows_done, c_start, c_frac, out_w, axis=2, batched=True)
 
 
+def _local_footprint(crops: tf.Tensor, frac_r: tf.Tensor, frac_c: tf.Tensor) -> tf.Tensor:
+    """What each crop adds to an (M+1) x (M+1) canvas window given its fractional offset.
+
+    Canvas pixel R samples the crop at R + a (a = ia + fa): it receives
+    (1-fa)·crop[R+ia] + fa·crop[R+ia+1]. Over the window u = R + ia + 1 = 0..M that is
+    (1-fa)·P[u] + fa·P[u+1] with P the crop padded by one zero on each side.
+    """
+    M = int(crops.shape[-1])
+    padded = tf.pad(crops, [[0, 0], [1, 1], [1, 1]])
+    return _sample_grid(padded, frac_r, frac_c, M + 1, M + 1)
+
+
 def _as_tensor(value: TensorLike, dtype: tf.DType | None = None) -> tf.Tensor:
     if isinstance(value, tf.Tensor) or isinstance(value, tf.Variable):
         return value if dtype is None else tf.cast(value, dtype)
@@ -148,12 +160,35 @@ def merge_group(patches: TensorLike, offsets_xy: TensorLike, support: TensorLike
 
 
 def _placed_sum(patches: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
-    """Sum of each group's C patches placed (centred, shifted) on its 2N canvas."""
+    """Sum of each group's C patches placed (centred, shifted) on its 2N canvas.
+
+    Equal to translating each zero-padded patch on the whole 2N canvas and summing, but only
+    the (N+1) x (N+1) window a patch can reach is interpolated (:func:`_local_footprint`)
+    and scatter-added: about three times faster, forward and backward.
+    """
     N = int(patches.shape[-1])
     C = int(patches.shape[1])
-    pad = [[0, 0], [N // 2, N // 2], [N // 2, N // 2]]
-    moved = translate(tf.pad(tf.reshape(patches, (-1, N, N)), pad), tf.reshape(offsets, (-1, 2)))
-    return tf.reduce_sum(tf.reshape(moved, (-1, C, 2 * N, 2 * N)), axis=1)
+    size = 2 * N
+    flat = tf.reshape(patches, (-1, N, N))
+    shifts = tf.reshape(tf.cast(offsets, tf.float64), (-1, 2))
+    # Patch coordinate sampled by canvas pixel 0 (the patch sits centred: N//2 of padding).
+    a_r = -shifts[:, 1] - N // 2
+    a_c = -shifts[:, 0] - N // 2
+    ia_r, ia_c = tf.floor(a_r), tf.floor(a_c)
+    window = _local_footprint(flat, a_r - ia_r, a_c - ia_c)  # (B*C, N+1, N+1)
+    u = tf.range(N + 1, dtype=tf.int32)
+    rows = tf.cast(-ia_r - 1, tf.int32)[:, None] + u[None, :]  # canvas rows of the window
+    cols = tf.cast(-ia_c - 1, tf.int32)[:, None] + u[None, :]
+    valid = (((rows >= 0) & (rows < size))[:, :, None]
+             & ((cols >= 0) & (cols < size))[:, None, :])
+    groups = tf.shape(patches)[0]
+    group_of = tf.range(tf.shape(flat)[0], dtype=tf.int32) // C
+    n_pix = groups * size * size  # one extra bin collects what falls off the canvas
+    index = group_of[:, None, None] * (size * size) + rows[:, :, None] * size + cols[:, None, :]
+    index = tf.where(valid, index, n_pix)
+    total = tf.math.unsorted_segment_sum(tf.reshape(window, (-1,)), tf.reshape(index, (-1,)),
+                                         n_pix + 1)
+    return tf.reshape(total[:-1], (groups, size, size))
 
 
 def extract_group(canvas: TensorLike, offsets_xy: TensorLike, N: int) -> tf.Tensor:
@@ -272,18 +307,6 @@ def backprojection(X: TensorLike, probe: TensorLike, offsets_xy: TensorLike | No
 
 
 # --------------------------------------------------------------------------- stitching
-def _local_footprint(crops: tf.Tensor, frac_r: tf.Tensor, frac_c: tf.Tensor) -> tf.Tensor:
-    """What each crop adds to an (M+1) x (M+1) canvas window given its fractional offset.
-
-    Canvas pixel R samples the crop at R + a (a = ia + fa): it receives
-    (1-fa)·crop[R+ia] + fa·crop[R+ia+1]. Over the window u = R + ia + 1 = 0..M that is
-    (1-fa)·P[u] + fa·P[u+1] with P the crop padded by one zero on each side.
-    """
-    M = int(crops.shape[-1])
-    padded = tf.pad(crops, [[0, 0], [1, 1], [1, 1]])
-    return _sample_grid(padded, frac_r, frac_c, M + 1, M + 1)
-
-
 def stitch(patches: TensorLike, positions_xy: TensorLike, M: int,
            canvas_shape: tuple[int, int] | None = None,
            origin_xy: tuple[float, float] | None = None) -> tuple[tf.Tensor, tf.Tensor]:
