@@ -127,6 +127,27 @@ def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
+def _training_batches(x: list[np.ndarray], y: np.ndarray, batch_size: int, seed: int
+                      ) -> tf.data.Dataset:
+    """Endless shuffled batches of ``(tuple(x), y)``; fit with ``steps_per_epoch``.
+
+    Keras then keeps one iterator for the whole fit. Given numpy arrays, it made a new one
+    at each epoch start, and dropping the old one stalled ~9 s in about half the epochs on
+    the 2-core reference machine (20 s instead of 11.5 s for 125 steps). The arrays become
+    tensors once; each batch gathers its rows by index; the order is reshuffled each epoch.
+    """
+    inputs = tuple(tf.constant(a) for a in x)
+    targets = tf.constant(y)
+    order = tf.data.Dataset.range(len(y)).shuffle(len(y), seed=seed,
+                                                  reshuffle_each_iteration=True)
+
+    @tf.autograph.experimental.do_not_convert
+    def gather(index: tf.Tensor) -> tuple[tuple[tf.Tensor, ...], tf.Tensor]:
+        return tuple(tf.gather(t, index) for t in inputs), tf.gather(targets, index)
+
+    return order.batch(batch_size).map(gather).repeat().prefetch(2)
+
+
 def compile_models(models: PtychoModels, config: TrainingConfig,
                    model: keras.Model | None = None) -> None:
     """Attach optimizer and loss to ``model`` (default the autoencoder; Adam at
@@ -205,9 +226,12 @@ def train(models: PtychoModels, train_container: PtychoDataContainer, config: Tr
                 'batch %d', len(y_train), 0 if validation is None else len(validation[1]),
                 config.nepochs, config.batch_size)
     fit = trainee.fit(
-        x_train, y_train, batch_size=config.batch_size, epochs=config.nepochs,
-        validation_data=validation, shuffle=True, callbacks=cbs,
-        verbose=2 if config.debug else 0)
+        _training_batches(x_train, y_train, config.batch_size, config.seed),
+        steps_per_epoch=math.ceil(len(y_train) / config.batch_size), epochs=config.nepochs,
+        # numpy validation data: no stall measured (the eval iterator is rebuilt anyway)
+        validation_data=None if validation is None else (tuple(validation[0]), validation[1]),
+        validation_batch_size=config.batch_size,
+        callbacks=cbs, verbose=2 if config.debug else 0)
     raw = fit.history
     n_good = len(raw.get('loss', []))
     history = {'train_loss': [float(v) for v in raw.get('loss', [])],
