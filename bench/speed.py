@@ -1,12 +1,17 @@
-"""Inference and training throughput (patterns/s) of a backend, with CPU optimisation variants.
+"""Inference and training throughput (diffraction patterns/s) of a backend, with variants.
 
-    nice .venv/bin/python bench/speed.py --backend pytorch [--gridsize 1] [--compile]
+    nice .venv/bin/python bench/speed.py --backend pytorch [--compile]
     nice .venv/bin/python bench/speed.py --backend tensorflow [--compile]   # XLA variants
 
-Inference is timed on the bare ``diffraction_to_obj`` model at batch sizes 1, 16 and 256
-(median of several repeats after warm-up); training on full optimisation steps (loss,
-backward, Adam) at the training batch size. Variants: memory format (contiguous vs
-channels_last), grad mode (no_grad vs inference_mode) and optionally ``torch.compile``.
+The default network is the quality benchmark's (N = 64, gridsize 2, ``n_filters_scale`` 1,
+the default back-projection input). Inference is timed on the bare ``diffraction_to_obj``
+model at batch sizes 1, 16 and 256 groups (median of several repeats after warm-up); it
+includes computing the back-projection input. ``backprojection`` times that input alone
+(256 groups). Training is timed on full optimisation steps (loss, backward, Adam) at the
+training batch size, the way training runs them: with the back-projection precomputed.
+Variants: memory format (contiguous vs channels_last), grad mode (no_grad vs
+inference_mode) and optionally ``torch.compile`` / XLA. Every figure is patterns/s
+(groups x gridsize**2 per second).
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ def bench_pytorch(gridsize: int, n_filters_scale: int, batch_sizes: list[int], t
             def step() -> None:
                 with mode():
                     infer(X, offsets)
-            row[batch] = round(batch / _median_seconds(step, 5), 1)
+            row[batch] = round(batch * C / _median_seconds(step, 5), 1)
         out[f'infer[{name}]'] = row
     if use_compile:
         module.model.net.set_channels_last(True)
@@ -79,13 +84,24 @@ def bench_pytorch(gridsize: int, n_filters_scale: int, batch_sizes: list[int], t
             def step_c() -> None:
                 with torch.no_grad():
                     compiled(X, offsets)
-            row[batch] = round(batch / _median_seconds(step_c, 5), 1)
+            row[batch] = round(batch * C / _median_seconds(step_c, 5), 1)
         out['infer[channels_last+compile]'] = row
+    X = torch.rand(256, C, 64, 64)
+    offsets = torch.randn(256, C, 2) * 3
+
+    def features() -> None:
+        with torch.no_grad():
+            module.model.backprojection(X, offsets)
+    if module.model.config.input_features == 'backprojection':
+        out['backprojection'] = round(256 * C / _median_seconds(features, 3), 1)
     for channels_last in (False, True):
         module.model.net.set_channels_last(channels_last)
         optimizer = torch.optim.Adam(module.parameters(), lr=1e-4)
         batch = {'X': torch.rand(train_batch, C, 64, 64),
                  'offsets': torch.randn(train_batch, C, 2) * 3}
+        if module.model.config.input_features == 'backprojection':  # as training runs it
+            with torch.no_grad():
+                batch['features'] = module.model.backprojection(batch['X'], batch['offsets'])
 
         def train_step() -> None:
             optimizer.zero_grad(set_to_none=True)
@@ -93,7 +109,7 @@ def bench_pytorch(gridsize: int, n_filters_scale: int, batch_sizes: list[int], t
             optimizer.step()
         seconds = _median_seconds(train_step, 5)
         label = 'channels_last' if channels_last else 'contiguous'
-        out[f'train[{label}]'] = round(train_batch / seconds, 1)
+        out[f'train[{label}]'] = round(train_batch * C / seconds, 1)
     return out
 
 
@@ -128,17 +144,26 @@ def bench_tensorflow(gridsize: int, n_filters_scale: int, batch_sizes: list[int]
         for batch in batch_sizes:
             X = tf.constant(rng.random((batch, 64, 64, C), np.float32) * models.intensity_scale)
             offsets = tf.constant(rng.normal(size=(batch, 1, 2, C)).astype(np.float32) * 3)
-            row[batch] = round(batch / _median_seconds(lambda: np.asarray(fn(X, offsets)), 5), 1)
+            seconds = _median_seconds(lambda: np.asarray(fn(X, offsets)), 5)
+            row[batch] = round(batch * C / seconds, 1)
         out[f'infer[{name}]'] = row
-    X = rng.random((train_batch, 64, 64, C)).astype(np.float32)
-    offsets = (rng.normal(size=(train_batch, 1, 2, C)) * 3).astype(np.float32)
+    X = rng.random((256, 64, 64, C)).astype(np.float32)
+    offsets = (rng.normal(size=(256, 1, 2, C)) * 3).astype(np.float32)
+    if models.cached_input_model is not None:
+        seconds = _median_seconds(lambda: models.backprojection_features(X, offsets), 3)
+        out['backprojection'] = round(256 * C / seconds, 1)
+    X, offsets = X[:train_batch], offsets[:train_batch]
+    # as training runs it: on the cached-input model when there is one
+    trainee = models.cached_input_model or models.autoencoder
+    inputs = [X, offsets]
+    if models.cached_input_model is not None:
+        inputs.append(models.backprojection_features(X, offsets))
     for label, jit in (('graph', False),) + ((('XLA', True),) if use_compile else ()):
-        compile_models(models, config)
+        compile_models(models, config, trainee)
         if jit:
-            models.autoencoder.compile(optimizer=models.autoencoder.optimizer,
-                                       loss=models.autoencoder.loss, jit_compile=True)
-        seconds = _median_seconds(lambda: models.autoencoder.train_on_batch([X, offsets], X), 5)
-        out[f'train[{label}]'] = round(train_batch / seconds, 1)
+            trainee.compile(optimizer=trainee.optimizer, loss=trainee.loss, jit_compile=True)
+        seconds = _median_seconds(lambda: trainee.train_on_batch(inputs, X), 5)
+        out[f'train[{label}]'] = round(train_batch * C / seconds, 1)
     return out
 
 
@@ -148,8 +173,8 @@ BENCHES = {'pytorch': bench_pytorch, 'tensorflow': bench_tensorflow}
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--backend', default='pytorch', choices=sorted(BENCHES))
-    parser.add_argument('--gridsize', type=int, default=1)
-    parser.add_argument('--n-filters-scale', type=int, default=2)
+    parser.add_argument('--gridsize', type=int, default=2)
+    parser.add_argument('--n-filters-scale', type=int, default=1)
     parser.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 16, 256])
     parser.add_argument('--train-batch', type=int, default=16)
     parser.add_argument('--compile', action='store_true', help='also time torch.compile')

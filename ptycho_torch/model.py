@@ -447,8 +447,13 @@ class PtychoPINN_Lightning(pl.LightningModule):
         optimizer = torch.optim.Adam(params, lr=tc.learning_rate)
         if tc.lr_plateau_patience <= 0:
             return optimizer
+        # Halve after `lr_plateau_patience` epochs without any decrease, as Keras does (torch
+        # counts patience + 1). Absolute threshold 0: the PINN loss is negative with a large
+        # constant offset, and torch's default relative threshold then took slightly worse
+        # epochs for improvements, so the rate never fell.
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode='min', factor=0.5, patience=tc.lr_plateau_patience)
+            optimizer, mode='min', factor=0.5, patience=tc.lr_plateau_patience - 1,
+            threshold=0.0, threshold_mode='abs')
         return {'optimizer': optimizer,
                 'lr_scheduler': {'scheduler': scheduler, 'monitor': self.monitor,
                                  'interval': 'epoch'}}

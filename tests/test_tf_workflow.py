@@ -21,7 +21,8 @@ from ptycho.config.config import ModelConfig, TrainingConfig, to_dict  # noqa: E
 from ptycho.loader import container_from_raw  # noqa: E402
 from ptycho.model import create_model, expected_param_count  # noqa: E402
 from ptycho.simulation import simulate_dataset  # noqa: E402
-from ptycho.train_pinn import NonFiniteLossError, seed_everything, train  # noqa: E402
+from ptycho.train_pinn import (NonFiniteLossError, lr_plateau_callback,  # noqa: E402
+                               seed_everything, train)
 from ptycho.workflows import components  # noqa: E402
 
 
@@ -248,6 +249,30 @@ def test_seeded_training_is_reproducible(datasets, tmp_path) -> None:
         models = create_model(config, container.probe)
         losses.append(train(models, container, config)['train_loss'])
     assert losses[0] == losses[1]
+
+
+def test_lr_plateau_counts_any_decrease_of_a_negative_loss() -> None:
+    """Same rule as the torch backend (tests/torch/test_model_torch.py)."""
+    import keras
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss='mse')
+    callback = lr_plateau_callback(TrainingConfig(learning_rate=1e-3, lr_plateau_patience=2),
+                                   'loss')
+    callback.set_model(model)
+    callback.on_train_begin()
+
+    def lr() -> float:
+        return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    loss = -3.876
+    for epoch in range(10):  # steady 1e-6 decreases are progress
+        loss -= 1e-6
+        callback.on_epoch_end(epoch, {'loss': loss})
+    assert lr() == pytest.approx(1e-3)
+    callback.on_epoch_end(10, {'loss': loss + 1e-5})  # slightly worse: not an improvement
+    assert lr() == pytest.approx(1e-3)
+    callback.on_epoch_end(11, {'loss': loss + 1e-5})
+    assert lr() == pytest.approx(5e-4)
 
 
 @pytest.mark.parametrize('pad_object,probe_big', [(True, True), (True, False), (False, True)])

@@ -223,7 +223,7 @@ class TrainingConfig(_RunConfig):
     early_stopping_patience: int = field(default=0,
         metadata={'help': 'stop after this many epochs without improvement (0 = never)'})
     lr_plateau_patience: int = field(default=3,
-        metadata={'help': 'halve the learning rate after this many epochs without improvement (0 = off)'})
+        metadata={'help': 'halve the learning rate after this many epochs in which the loss did not decrease at all (0 = off)'})
     logger: str = field(default='csv',
         metadata={'help': 'training logger (pytorch backend): csv, tensorboard, mlflow or none'})
     accelerator: str = field(default='auto',

@@ -181,3 +181,21 @@ def test_network_precision_bfloat16_is_close_to_float32_and_returns_float32():
     assert autocast_dtype('bfloat16', torch.device('cpu')) is torch.bfloat16
     native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
     assert autocast_dtype('auto', torch.device('cpu')) is (torch.bfloat16 if native else None)
+
+
+def test_lr_plateau_counts_any_decrease_of_a_negative_loss():
+    """Same rule as the TF backend (tests/test_tf_workflow.py): halve after `patience` epochs
+    without a decrease, however small the decrease and although the loss is negative."""
+    module = PtychoPINN_Lightning(ModelConfig(N=64, n_filters_scale=1),
+                                  TrainingConfig(learning_rate=1e-3, lr_plateau_patience=2))
+    conf = module.configure_optimizers()
+    scheduler, optimizer = conf['lr_scheduler']['scheduler'], conf['optimizer']
+    loss = -3.876
+    for _ in range(10):  # steady 1e-6 decreases are progress
+        loss -= 1e-6
+        scheduler.step(loss)
+    assert optimizer.param_groups[0]['lr'] == 1e-3
+    scheduler.step(loss + 1e-5)  # slightly worse: not an improvement
+    assert optimizer.param_groups[0]['lr'] == 1e-3
+    scheduler.step(loss + 1e-5)
+    assert optimizer.param_groups[0]['lr'] == pytest.approx(5e-4)
