@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--seed', type=int, default=42)
     parser.add_argument('--output', type=Path, default=None, help='JSON results file')
     args = parser.parse_args(argv)
+    load_at_start = round(os.getloadavg()[0], 2)
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(name)s: %(message)s')
 
     from ptycho.simulation import STANDARD, standard_dataset
@@ -169,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
                                                     'backprojection_iterations',
                                                     'skip_connections')},
         'cpu_count': os.cpu_count(),
+        'command': ' '.join(['.venv/bin/python', 'bench/quality.py',
+                             *(sys.argv[1:] if argv is None else argv)]),
+        # other jobs on the machine show here (this benchmark has not started working yet)
+        'load_average_1min_at_start': load_at_start,
     }
     for split, raw in (('train', train_raw), ('test', test_raw)):
         recon = reconstruct(raw, config, trained['models'], M)
