@@ -46,7 +46,7 @@ def bench_pytorch(gridsize: int, n_filters_scale: int, batch_sizes: list[int], t
                   use_compile: bool) -> dict[str, Any]:
     import torch
 
-    from ptycho_torch.config_params import ModelConfig, TrainingConfig
+    from ptycho_torch.torch_config import ModelConfig, TrainingConfig
     from ptycho_torch.model import PtychoPINN_Lightning
 
     torch.manual_seed(0)

@@ -143,6 +143,50 @@ def find_pair(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     return diffraction, product
 
 
+TRAIN_NPZ = 'train_data.npz'
+TEST_NPZ = 'test_data.npz'
+
+
+@dataclass(frozen=True)
+class TrainingFiles:
+    """Where a training run's data are: an NPZ (+ optional validation NPZ) or a
+    Ptychodus ``diffraction.h5`` + ``product.h5`` pair (``pair`` set, ``train`` is then the
+    directory holding it)."""
+
+    train: Path
+    test: Path | None = None
+    pair: bool = False
+
+
+def find_training_files(input_path: str | os.PathLike[str]) -> TrainingFiles:
+    """Resolve what Ptychodus' ``train(input_path, ...)`` points at, in this order: an
+    ``.npz`` file; a directory holding ``train_data.npz`` (optional ``test_data.npz`` for
+    validation) or exactly one other ``.npz`` ("Export Training Data..." writes one); a
+    directory holding ``diffraction.h5`` + ``product.h5`` (batch mode's input directory)."""
+    input_path = Path(input_path)
+    if input_path.is_file():
+        if input_path.suffix != '.npz':
+            raise ValueError(f'{input_path}: expected a training-data .npz file (written by '
+                             f'"Export Training Data..."), found a {input_path.suffix!r} file')
+        return TrainingFiles(input_path)
+    if not input_path.is_dir():
+        raise FileNotFoundError(f'{input_path}: training data directory not found')
+    train, test = input_path / TRAIN_NPZ, input_path / TEST_NPZ
+    if train.is_file():
+        return TrainingFiles(train, test if test.is_file() else None)
+    npz = sorted(p for p in input_path.glob('*.npz') if p.name != TEST_NPZ)
+    if len(npz) == 1:
+        return TrainingFiles(npz[0], test if test.is_file() else None)
+    if len(npz) > 1:
+        raise ValueError(f'{input_path}: several .npz files {[p.name for p in npz]}; name the '
+                         f'training file {TRAIN_NPZ} (and the validation file {TEST_NPZ})')
+    if (input_path / DIFFRACTION_NAME).is_file() and (input_path / PRODUCT_NAME).is_file():
+        return TrainingFiles(input_path, None, pair=True)
+    raise FileNotFoundError(
+        f'{input_path}: no training data: expected {TRAIN_NPZ} (from "Export Training '
+        f'Data..."), one .npz file, or {DIFFRACTION_NAME} + {PRODUCT_NAME}')
+
+
 def read_pair(path: str | os.PathLike[str]) -> PtychodusScan:
     """Read a Ptychodus diffraction/product pair into the NPZ contract's ``RawData``.
 

@@ -1,7 +1,7 @@
 """Translate between the shared :mod:`ptycho.config.config` dataclasses and the torch ones.
 
 The shared configs are what users, the CLI and Ptychodus write; the torch backend reads its
-own dataclasses (:mod:`ptycho_torch.config_params`). The renames are fixed here, once:
+own dataclasses (:mod:`ptycho_torch.torch_config`). The renames are fixed here, once:
 
 =========================  ===============================
 shared (``ptycho``)        torch (``ptycho_torch``)
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ptycho.config import config as core
-from ptycho_torch import config_params as tcfg
+from ptycho_torch import torch_config as tcfg
 
 _MODE_TO_TORCH = {'pinn': 'unsupervised', 'supervised': 'supervised'}
 _MODE_FROM_TORCH = {v: k for k, v in _MODE_TO_TORCH.items()}

@@ -86,11 +86,12 @@ def resolve_crop(M: int | None, N: int) -> int:
 def stitch_groups(objects: Tensor, positions_xy: np.ndarray, M: int,
                   canvas_shape: tuple[int, int] | None = None,
                   origin_xy: tuple[float, float] | None = None,
-                  align_phase: bool = True) -> Stitched:
+                  align_phase: bool = True, weights: Tensor | None = None) -> Stitched:
     """Stitch per-group objects at their positions; canvas fits all positions by default.
 
     ``align_phase``: first remove the groups' mutually inconsistent constant phases
-    (:mod:`ptycho.phase_alignment`; each group's data cannot fix its own).
+    (:mod:`ptycho.phase_alignment`; each group's data cannot fix its own). ``weights``
+    (M, M): a weighted average of the crops (:func:`ptycho_torch.physics.stitch`).
     """
     if canvas_shape is None or origin_xy is None:
         canvas_shape, origin_xy = physics.canvas_geometry(positions_xy, M)
@@ -99,7 +100,7 @@ def stitch_groups(objects: Tensor, positions_xy: np.ndarray, M: int,
         factors = torch.from_numpy(np.exp(1j * phases)).to(objects.device, objects.dtype)
         objects = objects * factors[:, None, None]
     image, coverage = physics.stitch(objects, torch.from_numpy(positions_xy), M,
-                                     canvas_shape, origin_xy)
+                                     canvas_shape, origin_xy, weights=weights)
     stitched = Stitched(image.numpy().astype(np.complex64), coverage.numpy().astype(np.float32),
                         (float(origin_xy[0]), float(origin_xy[1])), M)
     if stitched.uncovered:

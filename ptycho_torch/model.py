@@ -21,8 +21,8 @@ from torch import Tensor, nn
 
 from ptycho.config.config import with_legacy_model_defaults
 from ptycho.network_layout import decoder_steps, input_channels, level_widths, skip_plan
-from ptycho_torch import physics
-from ptycho_torch.config_params import MODES, TORCH_ACTIVATIONS, ModelConfig, TrainingConfig
+from ptycho_torch import config_params, physics
+from ptycho_torch.torch_config import MODES, TORCH_ACTIVATIONS, ModelConfig, TrainingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -246,6 +246,11 @@ class PtychoPINN(nn.Module):
         mask = physics.disk_mask(model.N) if model.probe_mask else torch.ones(model.N, model.N)
         self.register_buffer('probe_aperture', mask, persistent=False)
 
+    def set_probe(self, probe: np.ndarray | Tensor) -> None:
+        """Replace the probe (N, N) in place, keeping it a buffer or a parameter as it was."""
+        with torch.no_grad():
+            self.probe_real.copy_(_probe_as_real(probe, self.N).to(self.probe_real.device))
+
     @property
     def probe(self) -> Tensor:
         """The complex probe the physics uses (aperture applied)."""
@@ -364,6 +369,51 @@ def _plain(config: Any) -> dict[str, Any]:
     return out
 
 
+def _from_api_configs(data: Any, model: Any, training: Any, inference: Any,
+                      core_config: Mapping[str, Any] | None
+                      ) -> tuple[ModelConfig, TrainingConfig, dict[str, Any], dict[str, Any]]:
+    """This backend's configs from Ptychodus' four PtychoPINN-Torch configs (given as
+    dataclasses or as the dicts a checkpoint stores)."""
+    from ptycho.config.config import TrainingConfig as CoreTrainingConfig
+    from ptycho.config.config import from_dict, to_dict
+    from ptycho_torch import config_bridge
+    from ptycho_torch.api.settings_map import Request
+
+    request = Request(*(_as_api(cls, value) for cls, value in zip(
+        config_params.CONFIG_CLASSES, (data, model, training, inference)))).check()
+    if core_config:
+        core = from_dict(CoreTrainingConfig, dict(core_config), source='checkpoint core_config')
+        wanted = to_dict(request.model_config())
+        recorded = to_dict(core.model)
+        differ = sorted(k for k, v in wanted.items() if recorded.get(k) != v)
+        if differ:
+            raise ValueError(f'PtychoPINN-Torch configs disagree with the checkpoint\'s network '
+                             f'on {differ}: ' + ', '.join(
+                                 f'{k} {wanted[k]!r} vs {recorded.get(k)!r}' for k in differ))
+    else:
+        core = request.training_config(nphotons=request.data.nphotons or 1e9,
+                                       output_dir=Path('.'))
+    _, torch_model, torch_training = config_bridge.to_torch(core)
+    api = {name: _plain(value) for name, value in zip(
+        ('data_config', 'api_model_config', 'api_training_config', 'inference_config'),
+        (request.data, request.model, request.training, request.inference))}
+    return torch_model, torch_training, to_dict(core), api
+
+
+def _as_api(cls: type, value: Any) -> Any:
+    """A ``config_params`` dataclass from itself or from a checkpoint's dict of it."""
+    if isinstance(value, cls) or not isinstance(value, Mapping):
+        return value
+    data = {k: tuple(v) if isinstance(v, list) and k in ('grid_size', 'x_bounds', 'y_bounds',
+                                                          'image_size') else v
+            for k, v in value.items()}
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f'{cls.__name__}: unknown keys {unknown}')
+    return cls(**data)
+
+
 class PtychoPINN_Lightning(pl.LightningModule):
     """Lightning wrapper: PINN (Poisson NLL + optional MAE) or supervised training.
 
@@ -371,16 +421,41 @@ class PtychoPINN_Lightning(pl.LightningModule):
     log-scale live in the state dict, so ``load_from_checkpoint(path)`` needs no arguments.
     """
 
-    def __init__(self, model_config: ModelConfig | Mapping[str, Any],
-                 training_config: TrainingConfig | Mapping[str, Any],
+    loss_name = 'train_loss'
+    """Logged per-epoch training loss (Ptychodus' PtychoPINN-Torch library reads the name)."""
+    val_loss_name = 'val_loss'
+
+    def __init__(self, model_config: ModelConfig | Mapping[str, Any] | Any,
+                 training_config: TrainingConfig | Mapping[str, Any] | Any,
                  probe: np.ndarray | Tensor | None = None,
-                 core_config: Mapping[str, Any] | None = None) -> None:
+                 core_config: Mapping[str, Any] | None = None,
+                 data_config: Any = None, inference_config: Any = None,
+                 api_model_config: Any = None, api_training_config: Any = None) -> None:
+        """``model_config``/``training_config``: this backend's view (:mod:`ptycho_torch.
+        torch_config`) or, with ``data_config`` and ``inference_config``, Ptychodus'
+        PtychoPINN-Torch configs (:mod:`ptycho_torch.config_params`), as its
+        ``load_from_checkpoint(path, model_config=..., data_config=..., ...)`` passes them.
+        Those are translated by :mod:`ptycho_torch.api.settings_map`; a checkpoint's own
+        ``core_config`` decides the network, and configs that disagree with it are refused.
+        ``api_model_config``/``api_training_config`` are where a checkpoint keeps the
+        PtychoPINN-Torch model and training configs beside this backend's own.
+        """
         super().__init__()
+        api_configs = None
+        if data_config is not None:
+            api_model = (model_config if isinstance(model_config, config_params.ModelConfig)
+                         else api_model_config)
+            api_training = (training_config
+                            if isinstance(training_config, config_params.TrainingConfig)
+                            else api_training_config)
+            model_config, training_config, core_config, api_configs = _from_api_configs(
+                data_config, api_model, api_training, inference_config, core_config)
         self.model_config: ModelConfig = _as_dataclass(ModelConfig, model_config)
         self.training_config: TrainingConfig = _as_dataclass(TrainingConfig, training_config)
         self.save_hyperparameters({'model_config': _plain(self.model_config),
                                    'training_config': _plain(self.training_config),
-                                   'core_config': dict(core_config) if core_config else None},
+                                   'core_config': dict(core_config) if core_config else None,
+                                   **(api_configs or {})},
                                   ignore=['probe'])
         tc = self.training_config
         self.model = PtychoPINN(self.model_config, tc.nphotons, probe, tc.probe_trainable,

@@ -359,12 +359,14 @@ def _backprojection_chunk(diffraction: Tensor, P: Tensor, offsets: Tensor, itera
 def stitch(patches: Tensor, positions_xy: Tensor | np.ndarray, M: int,
            canvas_shape: tuple[int, int] | None = None,
            origin_xy: tuple[float, float] | None = None,
-           chunk: int = 4096) -> tuple[Tensor, Tensor]:
+           chunk: int = 4096, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Batched twin of :func:`ptycho.physics.stitch`: central M x M crops, averaged by coverage.
 
     Each crop lands on an (M+1)-square integer window of the canvas after its sub-pixel
     shift; all windows of a chunk are scatter-added in one ``index_add_``. Returns
     ``(image, coverage)`` with uncovered pixels (coverage < COVERAGE_EPS) zero.
+    ``weights`` (M, M), non-negative: a weighted average instead (e.g. the probe intensity
+    over the crop, so well-lit pixels count more); ``coverage`` is then the summed weight.
     """
     N = patches.shape[-1]
     if not 0 < M <= N:
@@ -388,7 +390,13 @@ def stitch(patches: Tensor, positions_xy: Tensor | np.ndarray, M: int,
     steps = torch.arange(M + 1, device=device, dtype=torch.float64)
     flat_total = torch.zeros(height * width, device=device, dtype=patches.dtype)
     flat_cov = torch.zeros(height * width, device=device, dtype=dtype)
-    ones = torch.ones((1, M, M), device=device, dtype=dtype)
+    if weights is None:
+        ones = torch.ones((1, M, M), device=device, dtype=dtype)
+    else:
+        ones = torch.as_tensor(weights, device=device).to(dtype).reshape(1, M, M)
+        if not bool(torch.all(ones >= 0)):
+            raise ValueError('stitch: weights must be non-negative')
+        crops = crops * ones
     for begin in range(0, crops.shape[0], chunk):
         sl = slice(begin, begin + chunk)
         row_src = steps - (start_r[sl] - base_r[sl])[:, None]

@@ -20,33 +20,14 @@ import pytest
 pytest.importorskip('tensorflow')
 pytest.importorskip('ptychodus')
 
-from ptychodus.api.geometry import PixelGeometry  # noqa: E402
 from ptychodus.api.io import save_ptychopinn_training_data  # noqa: E402
-from ptychodus.api.object import Object, ObjectCenter  # noqa: E402
-from ptychodus.api.probe import ProbeSequence  # noqa: E402
-from ptychodus.api.probe_positions import ProbePosition, ProbePositionSequence  # noqa: E402
-from ptychodus.api.product import Product, ProductMetadata  # noqa: E402
-from ptychodus.api.reconstruct import ReconstructInput  # noqa: E402
 from ptychodus.model.ptychopinn import _subprocess  # noqa: E402
 from ptychodus.model.ptychopinn._payload import ReconstructPayload, TrainPayload  # noqa: E402
 
 from ptycho import physics  # noqa: E402
 from ptycho.config.config import InferenceConfig, ModelConfig, TrainingConfig  # noqa: E402
-from ptycho.simulation import simulate_arrays  # noqa: E402
-
-N = 64
-PIXEL_M = 1e-8
-NPHOTONS = 1e9
-
-
-class _Queue:
-    """Stands in for the multiprocessing queue the child writes its results to."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[str, object]] = []
-
-    def put(self, item: tuple[str, object]) -> None:
-        self.items.append(item)
+from ptychodus_scan import (N, NPHOTONS, Queue, phase_correlation, reconstruct_input,  # noqa: E402
+                            simulated_scan)
 
 
 def _model_config(N_value: int) -> ModelConfig:
@@ -58,40 +39,9 @@ def _model_config(N_value: int) -> ModelConfig:
                        gaussian_smoothing_sigma=0.0)
 
 
-def _reconstruct_input(counts: np.ndarray, positions_xy: np.ndarray, probe_stack: np.ndarray,
-                       object_shape: tuple[int, int]) -> ReconstructInput:
-    height, width = object_shape
-    # ObjectGeometry maps x_px = (x_m - centre_x) / pixel + (width - 1) / 2.
-    points = [ProbePosition(i, (x - (width - 1) / 2) * PIXEL_M, (y - (height - 1) / 2) * PIXEL_M)
-              for i, (x, y) in enumerate(positions_xy)]
-    initial_object = Object(np.ones(object_shape, np.complex64),
-                            PixelGeometry(PIXEL_M, PIXEL_M), ObjectCenter(0.0, 0.0))
-    metadata = ProductMetadata(name='sim', comments='', detector_distance_m=1.0,
-                               photon_energy_eV=10000.0, probe_photon_count=NPHOTONS,
-                               exposure_time_s=1.0, mass_attenuation_m2_per_kg=0.0,
-                               tomography_angle_deg=0.0)
-    product = Product(metadata=metadata, probe_positions=ProbePositionSequence(points),
-                      probes=ProbeSequence(probe_stack, None, PixelGeometry(PIXEL_M, PIXEL_M)),
-                      object_=initial_object, losses=[])
-    return ReconstructInput(diffraction_patterns=counts,
-                            bad_pixels=np.zeros(counts.shape[1:], dtype=bool), product=product)
-
-
 @pytest.fixture(scope='module')
 def simulated():
-    sim = simulate_arrays(object_kind='lines', N=N, n_positions=320, nphotons=NPHOTONS,
-                          object_size=150, seed=3)
-    counts = np.rint(sim.diffraction ** 2).astype(np.uint32)  # what a detector delivers
-    rng = np.random.default_rng(0)
-    weak = 0.05 * sim.probe * np.exp(1j * rng.uniform(0, 2 * np.pi, sim.probe.shape))
-    probe_stack = np.stack([sim.probe, weak]).astype(np.complex64)  # (modes, N, N)
-    return sim, counts, probe_stack
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a = a - a.mean()
-    b = b - b.mean()
-    return float(np.sum(a * b) / np.sqrt(np.sum(a * a) * np.sum(b * b)))
+    return simulated_scan()
 
 
 def test_builtin_train_then_reconstruct(simulated, tmp_path: Path) -> None:
@@ -103,8 +53,8 @@ def test_builtin_train_then_reconstruct(simulated, tmp_path: Path) -> None:
     for name, part in (('train_data.npz', slice(None, n_train)),
                        ('test_data.npz', slice(n_train, None))):
         save_ptychopinn_training_data(
-            inputs / name, _reconstruct_input(counts[part], sim.positions_xy[part],
-                                              probe_stack, shape))
+            inputs / name, reconstruct_input(counts[part], sim.positions_xy[part],
+                                             probe_stack, np.ones(shape)))
     with np.load(inputs / 'train_data.npz') as stored:
         assert stored['diff3d'].dtype == np.uint32 and stored['probeGuess'].shape == (2, N, N)
 
@@ -116,7 +66,7 @@ def test_builtin_train_then_reconstruct(simulated, tmp_path: Path) -> None:
         probe_trainable=False, intensity_scale_trainable=True, output_dir=Path())
     output = tmp_path / 'model'
     output.mkdir()
-    queue = _Queue()
+    queue = Queue()
     _subprocess.run_train(TrainPayload(training_config=training_config, input_path=inputs,
                                        output_path=output), queue)
     assert [tag for tag, _ in queue.items] == [_subprocess.TAG_TRAIN_OUTPUT,
@@ -127,11 +77,11 @@ def test_builtin_train_then_reconstruct(simulated, tmp_path: Path) -> None:
 
     inference_config = InferenceConfig(model=_model_config(N), model_path=Path(),
                                        test_data_file=Path(), debug=False, output_dir=Path())
-    reconstruct_input = _reconstruct_input(counts, sim.positions_xy, probe_stack, shape)
-    queue = _Queue()
+    scan_input = reconstruct_input(counts, sim.positions_xy, probe_stack, np.ones(shape))
+    queue = Queue()
     _subprocess.run_reconstruct(ReconstructPayload(
         inference_config=inference_config, model_bundle_dir=output, n_nearest_neighbors=7,
-        n_samples=1, reconstruct_input=reconstruct_input), queue)
+        n_samples=1, reconstruct_input=scan_input), queue)
     (tag, payload), = queue.items
     assert tag == _subprocess.TAG_OUTPUT
     image = pickle.loads(payload).product.object_.get_layer(0)
@@ -144,8 +94,7 @@ def test_builtin_train_then_reconstruct(simulated, tmp_path: Path) -> None:
     inner = (slice(15, canvas[0] - 15), slice(15, canvas[1] - 15))
     rec, ref = image[inner], truth[inner]
     assert np.all(np.isfinite(rec)) and np.all(np.abs(rec) > 0)
-    phase_corr = _pearson(np.angle(rec * np.exp(-1j * np.angle(np.vdot(ref, rec)))),
-                          np.angle(ref))
+    phase_corr = phase_correlation(rec, ref)
     # A few epochs recover the phase structure first; the amplitude must at least be a
     # plausible transmission (the truth lies in 0.54..1.0) rather than noise or zeros.
     assert phase_corr > 0.4, phase_corr

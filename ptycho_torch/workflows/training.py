@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator
@@ -134,8 +135,13 @@ def _quiet_lightning(debug: bool) -> Iterator[None]:
 def build_trainer(config: TrainingConfig, output_dir: Path, monitor: str,
                   max_time: timedelta | None = None, history: LossHistory | None = None,
                   extra_callbacks: list[Callback] | None = None,
-                  batches_per_epoch: int = 10, validate: bool = True) -> pl.Trainer:
-    """Lightning trainer with the project's checkpointing, logging and stopping rules."""
+                  batches_per_epoch: int = 10, validate: bool = True,
+                  devices: int = 1, strategy: str = 'auto') -> pl.Trainer:
+    """Lightning trainer with the project's checkpointing, logging and stopping rules.
+
+    ``devices``/``strategy`` are Lightning's own (several GPUs: ``strategy='ddp_spawn'`` or
+    ``'ddp'``); the Ptychodus PtychoPINN-Torch layer passes its ``n_devices`` here.
+    """
     exp_logger = make_logger(config, output_dir)
     callbacks: list[Callback] = [
         history or LossHistory(),
@@ -154,7 +160,8 @@ def build_trainer(config: TrainingConfig, output_dir: Path, monitor: str,
     callbacks += extra_callbacks or []
     return pl.Trainer(
         max_epochs=config.nepochs, max_time=max_time, deterministic=True,
-        default_root_dir=str(output_dir), accelerator=config.accelerator, devices=1,
+        default_root_dir=str(output_dir), accelerator=config.accelerator, devices=devices,
+        strategy=strategy,
         logger=exp_logger, callbacks=callbacks, enable_progress_bar=config.debug,
         enable_model_summary=config.debug, num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(10, batches_per_epoch)),
@@ -189,16 +196,34 @@ def backprojection_cache(model: PtychoPINN, data: PtychoDataContainerTorch,
     return features
 
 
-def train_cdi_model_torch(train_data: Any, test_data: Any | None, config: TrainingConfig, *, resume: bool | str | os.PathLike[str] = False,
-                          max_time: timedelta | None = None, save_bundle: bool = True,
-                          extra_callbacks: list[Callback] | None = None) -> dict[str, Any]:
-    """Train on ``RawData`` or data containers; returns history, models, trainer and artefact paths.
+@dataclass
+class TrainingSession:
+    """A training run built and ready to fit: what :func:`prepare_training` assembled.
 
-    ``resume``: ``True`` continues from ``{output_dir}/checkpoints/last.ckpt`` (epochs
-    count on to ``nepochs``), or give a checkpoint path. ``max_time`` is a wall-clock limit
-    for the whole call, data preparation (the back-projection cache) included; the rest is
-    Lightning's ``Timer``. A non-finite loss raises :class:`NonFiniteLossError` naming the
-    kept checkpoint.
+    Kept as one object so a caller can add Lightning callbacks to ``trainer`` between
+    preparing and running it (the Ptychodus PtychoPINN-Torch layer does).
+    """
+
+    config: TrainingConfig
+    module: PtychoPINN_Lightning
+    datamodule: PtychoDataModule
+    trainer: pl.Trainer
+    history: LossHistory
+    output_dir: Path
+    resume_from: Path | None
+
+
+def prepare_training(train_data: Any, test_data: Any | None, config: TrainingConfig, *,
+                     resume: bool | str | os.PathLike[str] = False,
+                     max_time: timedelta | None = None,
+                     extra_callbacks: list[Callback] | None = None,
+                     module: PtychoPINN_Lightning | None = None,
+                     devices: int = 1, strategy: str = 'auto') -> TrainingSession:
+    """Group the data, build (or adopt) the Lightning module, the data module and the trainer.
+
+    ``module``: a module built beforehand from the same config (its probe is set to the
+    training data's); default: a new one. ``max_time`` counts from this call, so data
+    preparation (the back-projection cache) is inside the budget.
     """
     started = time.monotonic()
     train_data = as_torch_container(train_data, config)
@@ -207,8 +232,11 @@ def train_cdi_model_torch(train_data: Any, test_data: Any | None, config: Traini
     output_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     _, model_cfg, training_cfg = config_bridge.to_torch(config)
-    module = PtychoPINN_Lightning(model_cfg, training_cfg, probe=train_data.probe,
-                                  core_config=to_dict(config))
+    if module is None:
+        module = PtychoPINN_Lightning(model_cfg, training_cfg, probe=train_data.probe,
+                                      core_config=to_dict(config))
+    else:
+        module.model.set_probe(train_data.probe)
     datamodule = PtychoDataModule(train_data, test_data, config.batch_size, config.seed,
                                   config.validation_split, config.num_workers,
                                   with_truth=model_cfg.mode == 'supervised',
@@ -219,14 +247,25 @@ def train_cdi_model_torch(train_data: Any, test_data: Any | None, config: Traini
         max_time = max(max_time - prepared, timedelta(seconds=1))
     history = LossHistory()
     batches = math.ceil(len(datamodule.train_set) / config.batch_size)
-    ckpt = _resume_path(resume, output_dir)
+    with _quiet_lightning(config.debug):
+        trainer = build_trainer(config, output_dir, module.monitor, max_time, history,
+                                extra_callbacks, batches, datamodule.has_validation,
+                                devices=devices, strategy=strategy)
+    return TrainingSession(config, module, datamodule, trainer, history, output_dir,
+                           _resume_path(resume, output_dir))
+
+
+def run_training(session: TrainingSession, *, save_bundle: bool = True) -> dict[str, Any]:
+    """Fit a prepared session, then write the bundle; the results dict of training."""
+    config, module, trainer, output_dir = (session.config, session.module, session.trainer,
+                                           session.output_dir)
+    ckpt = session.resume_from
     if ckpt is not None:
         logger.info('Resuming training from %s', ckpt)
     try:
         with _quiet_lightning(config.debug):
-            trainer = build_trainer(config, output_dir, module.monitor, max_time, history,
-                                    extra_callbacks, batches, datamodule.has_validation)
-            trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+            trainer.fit(module, datamodule=session.datamodule,
+                        ckpt_path=str(ckpt) if ckpt else None)
     except NonFiniteLossError as exc:
         kept = checkpoint_path(output_dir)
         where = f'last good checkpoint kept at {kept}' if kept.exists() else \
@@ -236,7 +275,7 @@ def train_cdi_model_torch(train_data: Any, test_data: Any | None, config: Traini
         raise RuntimeError('training was interrupted')
     bundle = save_bundle_torch(module, config, output_dir) if save_bundle else None
     return {
-        'history': history.history,
+        'history': session.history.history,
         'models': {'lightning_module': module, 'autoencoder': module,
                    'diffraction_to_obj': module.diffraction_to_obj()},
         'trainer': trainer,
@@ -245,3 +284,20 @@ def train_cdi_model_torch(train_data: Any, test_data: Any | None, config: Traini
         'bundle': bundle,
         'epochs_run': trainer.current_epoch,
     }
+
+
+def train_cdi_model_torch(train_data: Any, test_data: Any | None, config: TrainingConfig, *,
+                          resume: bool | str | os.PathLike[str] = False,
+                          max_time: timedelta | None = None, save_bundle: bool = True,
+                          extra_callbacks: list[Callback] | None = None) -> dict[str, Any]:
+    """Train on ``RawData`` or data containers; returns history, models, trainer and artefact paths.
+
+    ``resume``: ``True`` continues from ``{output_dir}/checkpoints/last.ckpt`` (epochs
+    count on to ``nepochs``), or give a checkpoint path. ``max_time`` is a wall-clock limit
+    for the whole call, data preparation (the back-projection cache) included; the rest is
+    Lightning's ``Timer``. A non-finite loss raises :class:`NonFiniteLossError` naming the
+    kept checkpoint.
+    """
+    session = prepare_training(train_data, test_data, config, resume=resume, max_time=max_time,
+                               extra_callbacks=extra_callbacks)
+    return run_training(session, save_bundle=save_bundle)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ptycho.config.config import InferenceConfig, ModelConfig, TrainingConfig
-from ptycho_torch import config_bridge, config_params
+from ptycho_torch import config_bridge, torch_config
 
 
 def shared_config(**overrides) -> TrainingConfig:
@@ -50,13 +50,13 @@ def test_round_trip_is_identity():
 
 
 def test_unmappable_values_raise_clear_errors():
-    model = config_params.ModelConfig(N=64, mode='semi-supervised')
+    model = torch_config.ModelConfig(N=64, mode='semi-supervised')
     with pytest.raises(ValueError, match=r"mode='semi-supervised'.*expected one of"):
         config_bridge.from_torch_model(model)
     with pytest.raises(ValueError, match=r'grid_size=\(2, 3\).*square'):
-        config_bridge.from_torch_model(config_params.ModelConfig(N=64, grid_size=(2, 3)))
+        config_bridge.from_torch_model(torch_config.ModelConfig(N=64, grid_size=(2, 3)))
     with pytest.raises(ValueError, match=r"amp_activation='tanh'"):
-        config_bridge.from_torch_model(config_params.ModelConfig(N=64, amp_activation='tanh'))
+        config_bridge.from_torch_model(torch_config.ModelConfig(N=64, amp_activation='tanh'))
     with pytest.raises(ValueError, match='N: expected one of'):
         config_bridge.to_torch(shared_config(model=ModelConfig(N=0)))
     data, model, training = config_bridge.to_torch(shared_config())

@@ -12,7 +12,7 @@ import torch
 
 from _torch_data import tiny_config, tiny_raw
 from ptycho_torch import config_bridge
-from ptycho_torch.config_params import ModelConfig, TrainingConfig
+from ptycho_torch.torch_config import ModelConfig, TrainingConfig
 from ptycho_torch.data import as_torch_container
 from ptycho_torch.model import PtychoNet, PtychoPINN_Lightning, autocast_dtype, count_parameters
 from ptycho_torch.workflows.training import backprojection_cache

@@ -8,7 +8,7 @@ import torch
 
 import ptycho.physics as ref
 from ptycho_torch import physics as tp
-from ptycho_torch.config_params import ModelConfig
+from ptycho_torch.torch_config import ModelConfig
 from ptycho_torch.model import PtychoPINN
 
 RTOL = 1e-5
