@@ -202,3 +202,17 @@ def test_bad_checkpoint_is_named(tmp_path: Path) -> None:
     bad.write_bytes(b'not a checkpoint')
     with pytest.raises(ValueError, match='broken.ckpt'):
         PtychoModel._extract_configs_from_checkpoint(bad)
+
+
+def test_configs_import_without_frameworks() -> None:
+    """Ptychodus builds these configs in its GUI process: no torch, Lightning or TensorFlow."""
+    import subprocess
+    import sys
+
+    code = ('import sys, pickle, ptycho_torch.config_params as c, ptycho_torch.api.settings_map; '
+            'pickle.loads(pickle.dumps(c.ModelConfig())); '
+            'print(sorted(m for m in ("torch", "lightning", "tensorflow") if m in sys.modules))')
+    run = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == '[]'
