@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from ptycho.cli_config import (
     add_config_flags,
@@ -163,7 +163,6 @@ class DemoSettings:
     n_positions: int = 512
     minutes: float = 3.0
     nepochs: int = 200  # upper bound; the time budget normally ends training first
-    epochs_without_budget: int = 10  # for a backend that cannot stop at a time limit
     n_filters_scale: int = 1
     batch_size: int = 16
     learning_rate: float = 2e-3
@@ -249,33 +248,9 @@ def _backend_selector():
 def _require_backend(backend: str) -> None:
     """Import the backend now, so a missing install is a one-line user error up front."""
     try:
-        _backend_selector().backend_module(backend)
+        _backend_selector().get_backend(backend)
     except (ImportError, RuntimeError) as exc:
         raise UsageError(str(exc)) from exc
-
-
-def _accepts(fn: Callable[..., Any], name: str) -> bool:
-    """Whether ``fn`` takes the keyword ``name`` (backends differ in optional extras)."""
-    import inspect
-
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD
-                                 for p in params.values())
-
-
-def _call(fn: Callable[..., Any], *args: Any, optional: Mapping[str, Any] | None = None,
-          **kwargs: Any) -> Any:
-    """Call ``fn``, passing each ``optional`` keyword only where ``fn`` accepts it."""
-    passed = {}
-    for key, value in (optional or {}).items():
-        if _accepts(fn, key):
-            passed[key] = value
-        else:
-            logger.debug('%s does not take %r; not passed', getattr(fn, '__name__', fn), key)
-    return fn(*args, **kwargs, **passed)
 
 
 class _InterruptGuard:
@@ -307,52 +282,18 @@ class _InterruptGuard:
 
 # --------------------------------------------------------------------------- results
 
-def _reconstruction_from_results(results: Mapping[str, Any], data: Any, N: int):
-    """Build a :class:`Reconstruction` from a workflow's ``results`` dict.
-
-    ``data`` is the :class:`~ptycho.data_files.InputData` reconstructed; Ptychodus input
-    supplies the physical pixel size for the figures' axes.
-    """
-    import numpy as np
-
+def _outputs_reconstruction(recon: Any, data: Any):
+    """The :class:`ptycho.run_outputs.Reconstruction` written for a backend's stitched
+    :class:`ptycho.workflows.contract.Reconstruction` of ``data`` (an ``InputData``);
+    Ptychodus input supplies the physical pixel size for the figures' axes."""
     from ptycho.run_outputs import Reconstruction
 
-    if results.get('reconstruction') is None:
-        raise RuntimeError('the backend returned no stitched reconstruction')
-    obj = np.squeeze(np.asarray(results['reconstruction']))
-    coverage = results.get('coverage')
-    coverage = None if coverage is None else np.squeeze(np.asarray(coverage))
-    origin = results.get('origin_xy')
-    if origin is None:
-        origin = _canvas_origin(results, obj.shape, N)
     pixel = data.ptychodus.frame.pixel_size_m if getattr(data, 'ptychodus', None) else None
-    return Reconstruction(obj=obj, coverage=coverage,
-                          origin_xy=None if origin is None else tuple(map(float, origin)),
+    return Reconstruction(obj=recon.obj, coverage=recon.coverage, origin_xy=recon.origin_xy,
                           positions_xy=data.raw.positions_xy, pixel_size_m=pixel)
 
 
-def _canvas_origin(results: Mapping[str, Any], shape: tuple[int, ...], N: int
-                   ) -> tuple[float, float] | None:
-    """Recompute the stitching canvas' origin from the group centres (spec §7 geometry)."""
-    import numpy as np
-
-    from ptycho.physics import canvas_geometry, default_crop
-
-    container = results.get('test_container')
-    offsets = getattr(container, 'global_offsets', None)
-    if offsets is None:
-        return None
-    positions = np.asarray(offsets, dtype=np.float64).reshape(-1, 2)
-    M = int(results.get('M') or default_crop(N))
-    canvas_shape, origin = canvas_geometry(positions, M)
-    if tuple(canvas_shape) != tuple(shape[:2]):
-        logger.debug('canvas %s != reconstruction %s; origin unknown', canvas_shape, shape)
-        return None
-    return float(origin[0]), float(origin[1])
-
-
-def _history(results: Mapping[str, Any]) -> dict[str, list[float]]:
-    history = results.get('history') or {}
+def _history(history: Mapping[str, Any]) -> dict[str, list[float]]:
     return {k: [float(v) for v in history.get(k, []) or []] for k in ('train_loss', 'val_loss')}
 
 
@@ -458,50 +399,26 @@ def _resume_command(argv: Sequence[str]) -> str:
     return ' '.join(shlex.quote(w) for w in words)
 
 
-_RUN_ENTRIES = {'pytorch': 'run_cdi_example_torch', 'tensorflow': 'run_cdi_example'}
-
-
-def time_budget_supported(backend: str) -> bool:
-    """Whether the backend's training entry stops at a wall-clock limit (``max_time``)."""
-    selector = _backend_selector()
-    if _accepts(selector.run_cdi_example_with_backend, 'max_time'):
-        return True
-    entry = getattr(selector.backend_module(backend), _RUN_ENTRIES[backend], None)
-    return entry is not None and _accepts(entry, 'max_time')
-
-
 def run_training(config: TrainingConfig, train: Any, test: Any | None, *, resume: bool,
-                 progress: str, max_minutes: float | None = None
-                 ) -> tuple[Any, Any, dict[str, Any]]:
-    """Train through the dispatcher; stitch the test data when there is some.
+                 progress: str, max_minutes: float | None = None) -> tuple[Any, Any | None]:
+    """Train through the dispatcher's backend; reconstruct the test data when there is some.
 
-    ``resume`` and a time budget are keywords the dispatcher does not forward: for them the
-    dispatcher hands over the backend module and its own run entry is called.
+    Returns the backend's :class:`~ptycho.workflows.contract.TrainResult` and the stitched
+    :class:`~ptycho.workflows.contract.Reconstruction` of ``test`` (or None).
     """
-    selector = _backend_selector()
-    fn = selector.run_cdi_example_with_backend
-    wanted = {name for name, on in (('resume', resume), ('max_time', max_minutes)) if on}
-    if any(not _accepts(fn, name) for name in wanted):
-        module = selector.backend_module(config.backend)
-        entry = getattr(module, _RUN_ENTRIES[config.backend], None)
-        if resume and (entry is None or not _accepts(entry, 'resume')):
-            raise UsageError(f'--resume is not supported by the {config.backend} backend')
-        if entry is not None and all(_accepts(entry, name) for name in wanted):
-            fn = entry
-        elif max_minutes:
-            logger.warning('the %s backend takes no time budget; training runs %d epochs',
-                           config.backend, config.nepochs)
-            max_minutes = None
-    optional: dict[str, Any] = {'progress': progress}
-    if resume:
-        optional['resume'] = True
-    if max_minutes:
-        import datetime
+    import datetime
 
-        optional['max_time'] = datetime.timedelta(minutes=max_minutes)
-    return _call(fn, train.raw, None if test is None else test.raw,
-                 _with_progress(config, progress), do_stitching=test is not None,
-                 optional=optional)
+    from ptycho.workflows.contract import inference_config_for, reconstruct
+
+    backend = _backend_selector().backend_for(config)
+    max_time = datetime.timedelta(minutes=max_minutes) if max_minutes else None
+    trained = backend.train(train.raw, None if test is None else test.raw,
+                            _with_progress(config, progress), resume=resume, max_time=max_time)
+    recon = None
+    if test is not None:
+        recon = reconstruct(backend, trained.model, test.raw,
+                            inference_config_for(trained.model))
+    return trained, recon
 
 
 def _with_progress(config: TrainingConfig, progress: str) -> TrainingConfig:
@@ -560,8 +477,8 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     guard = _InterruptGuard()
     try:
         with guard:
-            amplitude, phase, results = run_training(config, train, test, resume=args.resume,
-                                                     progress=_progress(args))
+            trained, stitched = run_training(config, train, test, resume=args.resume,
+                                             progress=_progress(args))
     except (KeyboardInterrupt, SystemExit) as exc:
         if isinstance(exc, SystemExit) and not guard.fired:
             raise
@@ -570,7 +487,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     elapsed = time.perf_counter() - start
 
     report = OutputReport()
-    history = _history(results)
+    history = _history(trained.history)
     bundle = output_dir / 'wts.h5.zip'
     if bundle.exists():
         report.files['model bundle'] = bundle
@@ -578,8 +495,8 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         report.files['checkpoint'] = checkpoint
     report.files['config'] = config_path
     write_loss_outputs(output_dir, history, report)
-    if test is not None and results.get('reconstruction') is not None:
-        recon = _reconstruction_from_results(results, test, config.model.N)
+    if test is not None and stitched is not None:
+        recon = _outputs_reconstruction(stitched, test)
         write_reconstruction_outputs(output_dir, recon, truth=_truth_of(test),
                                      ptychodus_source=test.ptychodus, probe=test.raw.probeGuess,
                                      nphotons=config.nphotons,
@@ -603,19 +520,26 @@ def _interrupt_message(checkpoint: Path, argv: Sequence[str], backend: str, *, r
 
 
 def run_inference(model_dir: Path, test: Any, config: InferenceConfig, *, flip_x: bool,
-                  flip_y: bool, transpose: bool, progress: str) -> tuple[Any, Any, dict[str, Any]]:
+                  flip_y: bool, transpose: bool) -> Any:
     """Load the bundle with its backend and reconstruct + stitch ``test``.
 
     The model settings (N, gridsize, ...) come from the bundle's manifest; ``config``
     supplies the run settings (batch size, grouping, output directory).
     """
+    from ptycho.workflows.contract import inference_config_for, reconstruct
+
     selector = _backend_selector()
     config.model = _bundle_model_config(model_dir)
     config.validate()
-    models, _loaded = selector.load_inference_bundle_with_backend(model_dir, config)
-    return _call(selector.reassemble_with_backend, test.raw, config, models=models,
-                 flip_x=flip_x, flip_y=flip_y, transpose=transpose,
-                 optional={'progress': progress})
+    selector.check_bundle_backend(model_dir, config.backend)
+    backend = selector.backend_for(config)
+    model = backend.load(model_dir)
+    run = inference_config_for(model, batch_size=config.batch_size,
+                               neighbor_count=config.neighbor_count, n_groups=config.n_groups,
+                               subsample_seed=config.subsample_seed,
+                               sequential_sampling=config.sequential_sampling)
+    return reconstruct(backend, model, test.raw, run, flip_x=flip_x, flip_y=flip_y,
+                       transpose=transpose)
 
 
 def _bundle_model_config(model_dir: Path) -> Any:
@@ -665,11 +589,10 @@ def cmd_infer(args: argparse.Namespace) -> int:
     _say(f'Reconstructing {len(test.raw)} patterns with the {bundle_backend} model in '
          f'{model_dir}')
     start = time.perf_counter()
-    _amp, _phase, results = run_inference(model_dir, test, config, flip_x=args.flip_x,
-                                          flip_y=args.flip_y, transpose=args.transpose,
-                                          progress=_progress(args))
+    stitched = run_inference(model_dir, test, config, flip_x=args.flip_x, flip_y=args.flip_y,
+                             transpose=args.transpose)
     elapsed = time.perf_counter() - start
-    recon = _reconstruction_from_results(results, test, config.model.N)
+    recon = _outputs_reconstruction(stitched, test)
     report = write_reconstruction_outputs(output_dir, recon, truth=truth,
                                           ptychodus_source=test.ptychodus,
                                           probe=test.raw.probeGuess, report=OutputReport())
@@ -729,9 +652,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config.model.gridsize = DEMO.gridsize
     config.model.amp_activation = DEMO.amp_activation
     minutes: float | None = args.minutes
-    if not time_budget_supported(args.backend):
-        config.nepochs = min(args.nepochs, DEMO.epochs_without_budget)
-        minutes = None
     config.validate()
     save_yaml(config, config.output_dir / 'config.yaml')
 
@@ -741,15 +661,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     guard = _InterruptGuard()
     try:
         with guard:
-            _amp, _phase, results = run_training(config, splits['train'], None, resume=False,
-                                                 progress=_progress(args), max_minutes=minutes)
+            trained, _ = run_training(config, splits['train'], None, resume=False,
+                                      progress=_progress(args), max_minutes=minutes)
     except (KeyboardInterrupt, SystemExit) as exc:
         if isinstance(exc, SystemExit) and not guard.fired:
             raise
         raise TrainingInterrupted('demo interrupted during training') from None
     train_s = time.perf_counter() - t0
     report = OutputReport()
-    history = _history(results)
+    history = _history(trained.history)
     write_loss_outputs(out, history, report)
 
     _say('[3/4] Reconstructing the test split with the saved model')
@@ -757,13 +677,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     infer_config = InferenceConfig(model=config.model, model_path=config.output_dir,
                                    test_data_file=splits['test'].path, output_dir=out,
                                    backend=args.backend)
-    _a, _p, inferred = run_inference(config.output_dir, splits['test'], infer_config,
-                                     flip_x=False, flip_y=False, transpose=False,
-                                     progress=_progress(args))
+    inferred = run_inference(config.output_dir, splits['test'], infer_config, flip_x=False,
+                             flip_y=False, transpose=False)
     infer_s = time.perf_counter() - t0
 
     _say('[4/4] Scoring against the ground truth')
-    recon = _reconstruction_from_results(inferred, splits['test'], config.model.N)
+    recon = _outputs_reconstruction(inferred, splits['test'])
     write_reconstruction_outputs(out, recon, truth=splits['test'].raw.objectGuess,
                                  probe=splits['test'].raw.probeGuess, nphotons=config.nphotons,
                                  losses=history['train_loss'], report=report)

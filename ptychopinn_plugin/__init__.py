@@ -15,4 +15,13 @@ LIBRARY_NAME = 'PtychoPINN-Dual'
 
 RECONSTRUCTOR_NAMES = ('PINN', 'Supervised')
 
-__all__ = ['LIBRARY_NAME', 'RECONSTRUCTOR_NAMES']
+__all__ = ['LIBRARY_NAME', 'RECONSTRUCTOR_NAMES', 'PtychoPINNTrainableReconstructor']
+
+
+def __getattr__(name: str) -> object:
+    """``PtychoPINNTrainableReconstructor`` on first use (it imports Ptychodus, not before)."""
+    if name == 'PtychoPINNTrainableReconstructor':
+        from .reconstructor import PtychoPINNTrainableReconstructor
+
+        return PtychoPINNTrainableReconstructor
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -11,7 +11,7 @@ from ptychodus.api.settings import SettingsRegistry
 
 from . import LIBRARY_NAME, RECONSTRUCTOR_NAMES
 from .client import WorkerPool
-from .reconstructor import PinnReconstructor
+from .reconstructor import PtychoPINNTrainableReconstructor
 from .settings import PluginSettings
 
 logger = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ class PinnDualReconstructorLibrary(ReconstructorLibrary):
         super().__init__('ptychopinn_plugin')
         self.settings = PluginSettings.register(settings_registry)
         self.workers = WorkerPool(**worker_options)
-        self.reconstructors = [PinnReconstructor(name, self.settings, self.workers)
+        self.reconstructors = [PtychoPINNTrainableReconstructor(name, self.settings, self.workers)
                                for name in RECONSTRUCTOR_NAMES]
         atexit.register(self.workers.shutdown)
 
@@ -35,7 +35,7 @@ class PinnDualReconstructorLibrary(ReconstructorLibrary):
     def __iter__(self) -> Iterator[Reconstructor]:
         return iter(self.reconstructors)
 
-    def reconstructor(self, name: str) -> PinnReconstructor:
+    def reconstructor(self, name: str) -> PtychoPINNTrainableReconstructor:
         for reconstructor in self.reconstructors:
             if reconstructor.name.casefold() == name.casefold():
                 return reconstructor

@@ -77,8 +77,14 @@ def peek_bundle(path: Path) -> BundleInfo:
                       manifest.get('gridsize'), model_cfg.get('model_type'))
 
 
-class PinnReconstructor(TrainableReconstructor):
-    """One algorithm (``PINN`` or ``Supervised``) of the PtychoPINN-Dual library."""
+class PtychoPINNTrainableReconstructor(TrainableReconstructor):
+    """One algorithm (``PINN`` or ``Supervised``) of the PtychoPINN-Dual library.
+
+    The design card's lifecycle: Ptychodus settings -> ``TrainingConfig`` /
+    ``InferenceConfig`` with ``backend`` (:class:`~ptychopinn_plugin.settings.PluginSettings`)
+    -> the worker process, where :func:`ptycho.workflows.backend_selector.backend_for` calls
+    ``update_legacy_dict`` and hands out the backend (:mod:`ptychopinn_plugin.engine`).
+    """
 
     def __init__(self, name: str, settings: PluginSettings, workers: WorkerPool) -> None:
         self._name = name
@@ -88,6 +94,8 @@ class PinnReconstructor(TrainableReconstructor):
         self._model: BundleInfo | None = None
         self._progress_goal = 1
         self.last_timings: dict[str, float] = {}
+        self.last_backend: str | None = None
+        """The backend the worker's dispatcher ran the last train/reconstruct on."""
 
     @property
     def name(self) -> str:
@@ -190,7 +198,8 @@ class PinnReconstructor(TrainableReconstructor):
                 stream.close()  # consumer stopped: cancel the worker's training
                 raise
         self._model = peek_bundle(Path(result['bundle']))
-        logger.info('Trained %s model saved to %s', config.backend, self._model.path)
+        self.last_backend = result['backend']
+        logger.info('Trained %s model saved to %s', result['backend'], self._model.path)
         if not training and result.get('history'):
             history = result['history']
             training = [LossValue(e, float(v)) for e, v in enumerate(history.get('train_loss', []))]
@@ -228,6 +237,7 @@ class PinnReconstructor(TrainableReconstructor):
                                      if client.starts != starts else 0.0)
         timings['total_s'] = time.perf_counter() - tic
         self.last_timings = timings
+        self.last_backend = result['backend']
         if result.get('uncovered'):
             logger.info('%d object pixels are not covered by any scan position; they are '
                         'left at 0', result['uncovered'])

@@ -66,9 +66,9 @@ def _warm_import(backend: str) -> dict[str, float]:
     try:
         if module is not None:
             __import__(module)
-        from ptycho.workflows.backend_selector import backend_module
+        from ptycho.workflows.backend_selector import get_backend
 
-        backend_module(backend)
+        get_backend(backend)
     except (ImportError, RuntimeError) as exc:
         logger.info('Backend %s is not usable in this environment: %s', backend, exc)
     return {'framework_import_s': time.perf_counter() - tic}

@@ -1,38 +1,32 @@
-"""Backend dispatcher: one entry point per workflow, routed by ``config.backend``.
+"""Backend dispatcher: the one router from ``config.backend`` to a backend.
 
-Every function first mirrors the config into ``ptycho.params.cfg`` (legacy code reads it),
-then validates the backend, and only then imports that backend's workflow module:
-``'tensorflow'`` -> :mod:`ptycho.workflows.components` (torch is never imported),
-``'pytorch'`` -> ``ptycho_torch.workflows.components`` (TensorFlow is never imported).
-There is no silent fallback: a missing PyTorch install is a ``RuntimeError`` that says how
-to install it, and a model bundle of the other backend is a ``ValueError`` naming both.
+:func:`get_backend` validates the name, imports only the chosen backend
+(``'tensorflow'`` -> :class:`ptycho.tf.backend.TensorFlowBackend`, torch never imported;
+``'pytorch'`` -> :class:`ptycho_torch.backend.TorchBackend`, TensorFlow never imported)
+and returns it; it implements :class:`ptycho.workflows.contract.Backend`, which the CLI and
+the Ptychodus plugin's worker use. There is no silent fallback: a missing PyTorch install is
+a ``RuntimeError`` that says how to install it, and a model bundle of the other backend is
+a ``ValueError`` naming both.
+
+The reference guide's entry points (:func:`run_cdi_example_with_backend` -> ``(amplitude,
+phase, results)`` with ``results['backend']``, and its train/load/reassemble twins) first
+mirror the config into ``ptycho.params.cfg`` and then call the same-named method of the
+chosen backend.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
 import logging
 import os
-from types import ModuleType
 from typing import Any
 
 from ptycho import params
 from ptycho.config.config import BACKENDS, update_legacy_dict
+from ptycho.workflows.contract import Backend
 
 logger = logging.getLogger(__name__)
 
-_MODULES = {
-    'tensorflow': 'ptycho.workflows.components',
-    'pytorch': 'ptycho_torch.workflows.components',
-}
-_FUNCTIONS = {
-    'run': {'tensorflow': 'run_cdi_example', 'pytorch': 'run_cdi_example_torch'},
-    'train': {'tensorflow': 'train_cdi_model', 'pytorch': 'train_cdi_model_torch'},
-    'load': {'tensorflow': 'load_inference_bundle', 'pytorch': 'load_inference_bundle_torch'},
-    'reassemble': {'tensorflow': 'reassemble_cdi_image',
-                   'pytorch': '_reassemble_cdi_image_torch'},
-}
 _TORCH_FRAMEWORK = ('torch', 'lightning', 'lightning_fabric', 'pytorch_lightning')
 TORCH_MISSING = (
     'PyTorch backend selected but torch module unavailable ({detail}). '
@@ -57,36 +51,32 @@ def _require_torch() -> None:
         raise RuntimeError(TORCH_MISSING.format(detail=exc)) from exc
 
 
-def backend_module(backend: str) -> ModuleType:
-    """Import (lazily) and return the workflow module of ``backend``."""
+def get_backend(backend: str) -> Backend:
+    """The backend named ``backend``, imported now (and only it)."""
     if backend not in BACKENDS:
         raise ValueError(f'backend: expected one of {list(BACKENDS)}, found {backend!r}')
     if backend == 'pytorch':
         _require_torch()
         try:
-            return importlib.import_module(_MODULES[backend])
+            from ptycho_torch.backend import TorchBackend
         except ImportError as exc:
             # Only a missing framework (torch, lightning) gets the install advice; any
             # other import failure (a broken install of this package) surfaces as itself.
             if exc.name is not None and exc.name.split('.')[0] not in _TORCH_FRAMEWORK:
                 raise
             raise RuntimeError(TORCH_MISSING.format(detail=exc)) from exc
-    return importlib.import_module(_MODULES[backend])
+        return TorchBackend()
+    from ptycho.tf.backend import TensorFlowBackend
+
+    return TensorFlowBackend()
 
 
-def _prepare(config: Any, job: str) -> tuple[str, Any]:
-    """Sync params.cfg, choose the backend, import it, return (backend, function)."""
+def backend_for(config: Any) -> Backend:
+    """Mirror ``config`` into ``params.cfg`` (legacy readers), then :func:`get_backend`."""
     update_legacy_dict(params.cfg, config)
-    backend = _backend(config)
-    module = backend_module(backend)
-    name = _FUNCTIONS[job][backend]
-    try:
-        function = getattr(module, name)
-    except AttributeError:
-        raise RuntimeError(f'{module.__name__} has no {name}(); the {backend} backend '
-                           f'installation is incomplete') from None
-    logger.info('Dispatching %s to the %s backend (%s.%s)', job, backend, module.__name__, name)
-    return backend, function
+    backend = get_backend(_backend(config))
+    logger.info('Dispatching %s to the %s backend', type(config).__name__, backend.name)
+    return backend
 
 
 def _tag(results: Any, backend: str) -> Any:
@@ -102,18 +92,18 @@ def run_cdi_example_with_backend(train_data: Any, test_data: Any | None, config:
                                  ) -> tuple[Any, Any, dict[str, Any]]:
     """Train (+ save, + optional stitching) with ``config.backend``:
     ``(amplitude, phase, results)`` with ``results['backend']``."""
-    backend, function = _prepare(config, 'run')
-    amplitude, phase, results = function(train_data, test_data, config, flip_x=flip_x,
-                                         flip_y=flip_y, transpose=transpose, M=M,
-                                         do_stitching=do_stitching)
-    return amplitude, phase, _tag(results, backend)
+    backend = backend_for(config)
+    amplitude, phase, results = backend.run_cdi_example(
+        train_data, test_data, config, flip_x=flip_x, flip_y=flip_y, transpose=transpose, M=M,
+        do_stitching=do_stitching)
+    return amplitude, phase, _tag(results, backend.name)
 
 
 def train_cdi_model_with_backend(train_data: Any, test_data: Any | None, config: Any
                                  ) -> dict[str, Any]:
     """Train only; the backend's results dict with ``results['backend']``."""
-    backend, function = _prepare(config, 'train')
-    return _tag(function(train_data, test_data, config), backend)
+    backend = backend_for(config)
+    return _tag(backend.train_cdi_model(train_data, test_data, config), backend.name)
 
 
 def check_bundle_backend(model_dir: str | os.PathLike[str], backend: str) -> None:
@@ -127,22 +117,8 @@ def load_inference_bundle_with_backend(model_dir: str | os.PathLike[str], config
                                        ) -> tuple[Any, Any]:
     """Load a trained model with ``config.backend``; the bundle must match that backend."""
     update_legacy_dict(params.cfg, config)
-    backend = _backend(config)
-    check_bundle_backend(model_dir, backend)
-    _, function = _prepare(config, 'load')
-    return function(model_dir)
-
-
-def _call_reassemble(function: Any, test_data: Any, config: Any, models: Any, flip_x: bool,
-                     flip_y: bool, transpose: bool, M: int | None) -> Any:
-    kwargs: dict[str, Any] = {'flip_x': flip_x, 'flip_y': flip_y, 'transpose': transpose, 'M': M}
-    accepted = inspect.signature(function).parameters
-    if models is not None:
-        if 'models' not in accepted:
-            raise RuntimeError(f'{function.__module__}.{function.__name__} does not accept '
-                               f'trained models')
-        kwargs['models'] = models
-    return function(test_data, config, **kwargs)
+    check_bundle_backend(model_dir, _backend(config))
+    return backend_for(config).load_inference_bundle(model_dir)
 
 
 def reassemble_with_backend(test_data: Any, config: Any, models: Any = None,
@@ -154,11 +130,11 @@ def reassemble_with_backend(test_data: Any, config: Any, models: Any = None,
     at ``config.model_path`` is loaded (after checking its backend).
     """
     update_legacy_dict(params.cfg, config)
-    backend = _backend(config)
+    _backend(config)
     model_path = getattr(config, 'model_path', None)
     if models is None and model_path is not None and str(model_path) not in ('', '.'):
         models, _ = load_inference_bundle_with_backend(model_path, config)
-    _, function = _prepare(config, 'reassemble')
-    amplitude, phase, results = _call_reassemble(function, test_data, config, models, flip_x,
-                                                 flip_y, transpose, M)
-    return amplitude, phase, _tag(results, backend)
+    backend = backend_for(config)
+    amplitude, phase, results = backend.reassemble_cdi_image(
+        test_data, config, flip_x, flip_y, transpose, M, models=models)
+    return amplitude, phase, _tag(results, backend.name)

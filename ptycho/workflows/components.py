@@ -14,7 +14,7 @@ import logging
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -32,8 +32,10 @@ LOSS_PNG = 'loss_curve.png'
 PREDICT_BATCH = 256
 
 
-def _with_size(config: TrainingConfig | InferenceConfig, raw: Any
-               ) -> TrainingConfig | InferenceConfig:
+_Config = TypeVar('_Config', TrainingConfig, InferenceConfig)
+
+
+def with_data_size(config: _Config, raw: Any) -> _Config:
     """A copy of ``config`` whose ``model.N`` is the data's pattern size when it was 0."""
     if config.model.N:
         return config
@@ -50,18 +52,20 @@ def _inference_grouping(config: TrainingConfig | InferenceConfig
 
 # --------------------------------------------------------------------------- training
 def train_cdi_model(train_data: Any, test_data: Any | None, config: TrainingConfig, *,
-                    max_time: float | timedelta | None = None) -> dict[str, Any]:
+                    max_time: float | timedelta | None = None,
+                    callbacks: list[Any] | None = None) -> dict[str, Any]:
     """Group and normalise the data, build a fresh model, fit it (for at most ``max_time``).
 
     Returns ``results`` with ``history``, ``models`` (``autoencoder``, ``diffraction_to_obj``
     and ``ptycho_models``, the :class:`ptycho.model.PtychoModels` holding both and the
     trained intensity scale), ``ptycho_models``, ``train_container``,
-    ``test_container``, ``intensity_scale``, ``config`` and ``backend``.
+    ``test_container``, ``intensity_scale``, ``config`` and ``backend``. ``callbacks``:
+    extra Keras callbacks for the fit.
     """
     from ptycho.model import create_model
     from ptycho.train_pinn import NonFiniteLossError, seed_everything, train
 
-    config = _with_size(config, train_data)
+    config = with_data_size(config, train_data)
     update_legacy_dict(params.cfg, config)
     train_container = container_from_raw(train_data, config)
     test_container = None
@@ -70,7 +74,8 @@ def train_cdi_model(train_data: Any, test_data: Any | None, config: TrainingConf
     seed_everything(config.seed)
     models = create_model(config, train_container.probe)
     try:
-        history = train(models, train_container, config, test_container, max_time=max_time)
+        history = train(models, train_container, config, test_container, callbacks=callbacks,
+                        max_time=max_time)
     except NonFiniteLossError as exc:
         exc.models = models  # weights already restored to the last finite epoch
         exc.config = config
@@ -164,7 +169,8 @@ def model_intensity_scale(net: Any) -> float:
 
 
 def predict_objects(models: Any, container: PtychoDataContainer,
-                    intensity_scale: float | None = None) -> np.ndarray:
+                    intensity_scale: float | None = None, *,
+                    batch_size: int = PREDICT_BATCH) -> np.ndarray:
     """Complex object patches (B, N, N, 1) for a container, one forward pass per group.
 
     The input is scaled by the model's own trained intensity scale unless one is given
@@ -174,7 +180,7 @@ def predict_objects(models: Any, container: PtychoDataContainer,
     scale = model_intensity_scale(net) if intensity_scale is None else intensity_scale
     X = np.asarray(container.X, dtype=np.float32) * np.float32(scale)
     offsets = np.asarray(container.local_offsets, dtype=np.float32)
-    return np.asarray(net.predict([X, offsets], batch_size=PREDICT_BATCH, verbose=0))
+    return np.asarray(net.predict([X, offsets], batch_size=batch_size, verbose=0))
 
 
 def reassemble_cdi_image(test_data: Any, config: TrainingConfig | InferenceConfig,
@@ -194,12 +200,13 @@ def reassemble_cdi_image(test_data: Any, config: TrainingConfig | InferenceConfi
     ``origin_xy``, ``obj_patches`` (the model's output, before phase alignment),
     ``container`` and ``backend``.
     """
-    config = _with_size(config, test_data)
+    config = with_data_size(config, test_data)
     update_legacy_dict(params.cfg, config)
     net = _resolve_models(models, config)
     if container is None:
         container = container_from_raw(test_data, _inference_grouping(config))
-    patches = predict_objects(net, container)
+    patches = predict_objects(net, container, batch_size=(
+        config.batch_size if isinstance(config, InferenceConfig) else PREDICT_BATCH))
     offsets = np.array(container.global_offsets, dtype=np.float64, copy=True)
     if flip_x:
         offsets[:, 0, 0, :] = -offsets[:, 0, 0, :]
