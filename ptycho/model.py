@@ -187,8 +187,10 @@ def backprojection_channels(X: Any, probe: tf.Tensor, offsets: Any, iterations: 
 
 
 # One graph per input shape and iteration count, shared by every call (eager mode was ~1.8x
-# slower); the probe is an argument, so a trained probe is never baked in.
-_backprojection_graph = tf.function(backprojection_channels, reduce_retracing=True)
+# slower); the probe is an argument, so a trained probe is never baked in. Not
+# reduce_retracing: its relaxed trace has unknown N, which the layer needs as a number, so a
+# process that met two patch sizes (a worker loading a 64 and then a 128 model) failed.
+_backprojection_graph = tf.function(backprojection_channels, reduce_retracing=False)
 
 
 class FarFieldAmplitude(keras.layers.Layer):

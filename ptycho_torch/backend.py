@@ -16,7 +16,7 @@ from ptycho.config.config import InferenceConfig, TrainingConfig
 from ptycho.workflows.contract import (GroupObjects, LoadedModel, Reconstruction, TrainHooks,
                                        TrainingCancelled, TrainResult)
 from ptycho_torch.data import as_torch_container
-from ptycho_torch.inference import reconstruct_groups, stitch_groups
+from ptycho_torch.inference import reconstruct_groups, resolve_device, stitch_groups
 from ptycho_torch.persistence import load_inference_bundle_torch, save_bundle_torch
 from ptycho_torch.workflows.training import prepare_training, run_training
 
@@ -75,11 +75,13 @@ class TorchBackend:
 
     def predict(self, model: LoadedModel, scan: Any, config: InferenceConfig) -> GroupObjects:
         tic = time.perf_counter()
+        device = resolve_device(config.device)
         container = as_torch_container(scan, config)
         objects = reconstruct_groups(model.handle['diffraction_to_obj'], container,
-                                     model.intensity_scale, config.batch_size)
+                                     model.intensity_scale, config.batch_size, device)
         positions = container.global_offsets.numpy().astype(np.float64).reshape(-1, 2)
-        return GroupObjects(objects.numpy(), positions, time.perf_counter() - tic)
+        return GroupObjects(objects.cpu().numpy(), positions, time.perf_counter() - tic,
+                            str(device))
 
     def stitch(self, groups: GroupObjects, M: int, *,
                canvas_shape: tuple[int, int] | None = None,
@@ -87,9 +89,9 @@ class TorchBackend:
                align_phase: bool = True) -> Reconstruction:
         import torch
 
-        stitched = stitch_groups(torch.from_numpy(np.asarray(groups.patches, np.complex64)),
-                                 groups.positions_xy, M, canvas_shape, origin_xy,
-                                 align_phase=align_phase)
+        patches = torch.from_numpy(np.asarray(groups.patches, np.complex64))
+        stitched = stitch_groups(patches.to(resolve_device(groups.device)), groups.positions_xy,
+                                 M, canvas_shape, origin_xy, align_phase=align_phase)
         return Reconstruction(stitched.image, stitched.coverage, stitched.origin_xy, M, NAME,
                               groups)
 

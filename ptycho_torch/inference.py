@@ -37,21 +37,46 @@ class Stitched:
         return int(np.count_nonzero(self.coverage < physics.COVERAGE_EPS))
 
 
+def resolve_device(name: str) -> torch.device:
+    """The torch device an ``InferenceConfig.device`` names ('auto': a GPU when visible).
+
+    Asking for a GPU that is not there is an error naming the setting, not a silent CPU run.
+    """
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    device = torch.device(name)
+    if device.type == 'cuda':
+        count = torch.cuda.device_count()
+        index = 0 if device.index is None else device.index
+        if index >= count:
+            raise ValueError(f'InferenceConfig.device: expected a visible CUDA GPU, found '
+                             f'{name!r} with {count} GPU(s) visible (torch.cuda.device_count())')
+    return device
+
+
 def _device_of(module: torch.nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
 def reconstruct_groups(model: DiffractionToObject, container: PtychoDataContainerTorch,
-                       intensity_scale: float, batch_size: int = 256) -> Tensor:
-    """Complex object of every group (B, N, N), on the CPU."""
+                       intensity_scale: float, batch_size: int = 256,
+                       device: torch.device | None = None) -> Tensor:
+    """Complex object of every group (B, N, N), on ``device``.
+
+    ``device`` (default: where the model's parameters are) is where the network and its
+    back-projection input run; the model is moved there and the objects stay there, so
+    stitching can follow on the same device.
+    """
     model.eval()
-    device = _device_of(model)
+    if device is None:
+        device = _device_of(model)
+    model.to(device)
     outputs: list[Tensor] = []
     with torch.inference_mode():
         for begin in range(0, len(container), batch_size):
             X = container.X[begin:begin + batch_size].to(device) * intensity_scale
             offsets = container.local_offsets[begin:begin + batch_size].to(device)
-            outputs.append(model(X, offsets)[..., 0].cpu())
+            outputs.append(model(X, offsets)[..., 0])
     return torch.cat(outputs)
 
 
@@ -101,7 +126,8 @@ def stitch_groups(objects: Tensor, positions_xy: np.ndarray, M: int,
         objects = objects * factors[:, None, None]
     image, coverage = physics.stitch(objects, torch.from_numpy(positions_xy), M,
                                      canvas_shape, origin_xy, weights=weights)
-    stitched = Stitched(image.numpy().astype(np.complex64), coverage.numpy().astype(np.float32),
+    stitched = Stitched(image.cpu().numpy().astype(np.complex64),
+                        coverage.cpu().numpy().astype(np.float32),
                         (float(origin_xy[0]), float(origin_xy[1])), M)
     if stitched.uncovered:
         logger.info('Stitched %dx%d image: %d pixels not covered by any patch (left at 0)',
@@ -113,16 +139,17 @@ def reconstruct_and_stitch(model: DiffractionToObject, container: PtychoDataCont
                            intensity_scale: float, *, flip_x: bool = False, flip_y: bool = False,
                            transpose: bool = False, M: int | None = None, batch_size: int = 256,
                            canvas_shape: tuple[int, int] | None = None,
-                           origin_xy: tuple[float, float] | None = None
+                           origin_xy: tuple[float, float] | None = None,
+                           device: torch.device | None = None
                            ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Amplitude, phase and results (``reconstruction``, ``coverage``, ...) of a scan."""
-    objects = reconstruct_groups(model, container, intensity_scale, batch_size)
+    objects = reconstruct_groups(model, container, intensity_scale, batch_size, device)
     positions = transform_positions(container.global_offsets.numpy(), flip_x, flip_y, transpose)
     crop = resolve_crop(M, container.N)
     stitched = stitch_groups(objects, positions, crop, canvas_shape, origin_xy)
     results: dict[str, Any] = {
         'reconstruction': stitched.image, 'coverage': stitched.coverage,
         'origin_xy': stitched.origin_xy, 'M': crop, 'uncovered_pixels': stitched.uncovered,
-        'patches': objects.numpy(), 'positions_xy': positions,
+        'patches': objects.cpu().numpy(), 'positions_xy': positions,
     }
     return np.abs(stitched.image), np.angle(stitched.image), results

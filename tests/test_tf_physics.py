@@ -258,3 +258,17 @@ def test_three_way_tf_torch_numpy(rng: np.random.Generator) -> None:
                                   torch.tensor(positions), 20)
     assert rel_err(tf_image, ref_image) <= RTOL
     assert rel_err(torch_image.numpy(), ref_image) <= RTOL
+
+
+def test_backprojection_features_for_two_patch_sizes_in_one_process() -> None:
+    """A worker may load a 64-pixel model and then a 128-pixel one."""
+    from ptycho.config.config import ModelConfig, TrainingConfig
+    from ptycho.model import create_model
+
+    rng = np.random.default_rng(0)
+    for N, batch in ((64, 3), (128, 2), (64, 5)):
+        config = TrainingConfig(model=ModelConfig(N=N, gridsize=2, n_filters_scale=1))
+        models = create_model(config, np.full((N, N), 0.5, np.complex64))
+        X = rng.random((batch, N, N, 4)).astype(np.float32)
+        offsets = rng.normal(size=(batch, 1, 2, 4)).astype(np.float32)
+        assert models.backprojection_features(X, offsets).shape == (batch, N, N, 8)

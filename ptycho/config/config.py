@@ -17,6 +17,7 @@ import logging
 import math
 import numbers
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Mapping, MutableMapping, TypeVar
@@ -40,6 +41,10 @@ these values describe, so loaders fill them in (:func:`with_legacy_model_default
 than take today's defaults.
 """
 LOGGERS: tuple[str, ...] = ('csv', 'tensorboard', 'mlflow', 'none')
+ACCELERATORS: tuple[str, ...] = ('auto', 'cpu', 'gpu', 'cuda', 'mps')
+STRATEGIES: tuple[str, ...] = ('auto', 'ddp', 'ddp_spawn')
+PRECISIONS: tuple[str, ...] = ('32-true', 'bf16-mixed')
+_DEVICE = re.compile(r'auto|cpu|cuda(:\d+)?')
 
 Backend = Literal['tensorflow', 'pytorch']
 
@@ -227,7 +232,19 @@ class TrainingConfig(_RunConfig):
     logger: str = field(default='csv',
         metadata={'help': 'training logger (pytorch backend): csv, tensorboard, mlflow or none'})
     accelerator: str = field(default='auto',
-        metadata={'help': "Lightning accelerator: 'auto', 'cpu', 'gpu', ..."})
+        metadata={'help': "where training runs: 'auto' (a GPU when there is one), 'cpu' or 'gpu'"})
+    devices: int = field(default=1,
+        metadata={'help': 'GPUs per node to train on (pytorch with strategy ddp: also CPU '
+                          'processes; tensorflow: MirroredStrategy over that many GPUs)'})
+    strategy: str = field(default='auto',
+        metadata={'help': "how several devices share training: 'auto', or Lightning's 'ddp' / "
+                          "'ddp_spawn' (pytorch; each device trains on its own shard of the groups)"})
+    num_nodes: int = field(default=1,
+        metadata={'help': 'machines in a multi-node run (pytorch, strategy ddp; torchrun or SLURM '
+                          'starts one process per device)'})
+    precision: str = field(default='32-true',
+        metadata={'help': "Lightning training precision: '32-true' or 'bf16-mixed' (pytorch); "
+                          "the network's own arithmetic is ModelConfig.network_precision"})
     num_workers: int = field(default=0, metadata={'help': 'data-loader worker processes'})
 
     def __post_init__(self) -> None:
@@ -262,6 +279,25 @@ class TrainingConfig(_RunConfig):
         _check_int(name, 'early_stopping_patience', self.early_stopping_patience, 0)
         _check_int(name, 'lr_plateau_patience', self.lr_plateau_patience, 0)
         _check_choice(name, 'logger', self.logger, LOGGERS)
+        _check_choice(name, 'accelerator', self.accelerator, ACCELERATORS)
+        _check_int(name, 'devices', self.devices, 1)
+        _check_choice(name, 'strategy', self.strategy, STRATEGIES)
+        _check_int(name, 'num_nodes', self.num_nodes, 1)
+        _check_choice(name, 'precision', self.precision, PRECISIONS)
+        if self.backend == 'pytorch':
+            if self.strategy == 'auto' and (self.devices > 1 or self.num_nodes > 1):
+                _fail(name, 'strategy', "'ddp' or 'ddp_spawn' when devices > 1 or "
+                      "num_nodes > 1", self.strategy)
+        else:  # TensorFlow spreads one process over its GPUs (MirroredStrategy)
+            for key, allowed in (('strategy', 'auto'), ('num_nodes', 1),
+                                 ('precision', '32-true')):
+                if getattr(self, key) != allowed:
+                    _fail(name, key, f'{allowed!r} with the tensorflow backend (devices > 1 '
+                          f'uses tf.distribute.MirroredStrategy; bfloat16 is '
+                          f'ModelConfig.network_precision)', getattr(self, key))
+        if self.precision != '32-true' and self.model.network_precision != 'float32':
+            _fail(name, 'precision', "'32-true' when ModelConfig.network_precision is not "
+                  "'float32' (choose one way to run in bfloat16)", self.precision)
         _check_int(name, 'num_workers', self.num_workers, 0)
 
     @property
@@ -293,6 +329,9 @@ class InferenceConfig(_RunConfig):
         metadata={'help': 'seed for grouping, shuffling and initialisation (reproducible runs)'})
     sequential_sampling: bool = field(default=True,
         metadata={'help': 'take group seed positions in scan order instead of at random'})
+    device: str = field(default='auto',
+        metadata={'help': "where reconstruction runs: 'auto' (a GPU when there is one), 'cpu', "
+                          "'cuda' or 'cuda:N' (the GPU with index N)"})
 
     def __post_init__(self) -> None:
         self.model_path = _as_path(self.model_path)
@@ -310,6 +349,8 @@ class InferenceConfig(_RunConfig):
         if self.subsample_seed is not None:
             _check_int(name, 'subsample_seed', self.subsample_seed, 0)
         _check_bool(name, 'sequential_sampling', self.sequential_sampling)
+        if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
+            _fail(name, 'device', "'auto', 'cpu', 'cuda' or 'cuda:N'", self.device)
 
     @property
     def seed(self) -> int:

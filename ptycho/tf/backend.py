@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from datetime import timedelta
@@ -43,6 +44,54 @@ def _keras_hooks(hooks: TrainHooks) -> Any:
     return Hooks()
 
 
+def _gpus() -> list[Any]:
+    import tensorflow as tf
+
+    return list(tf.config.list_physical_devices('GPU'))
+
+
+def training_scope(config: TrainingConfig) -> contextlib.AbstractContextManager[Any]:
+    """Where Keras builds and fits the model: ``accelerator`` and ``devices``.
+
+    'cpu' pins everything to the CPU; 'gpu'/'cuda' asks for GPUs that must be visible;
+    ``devices`` > 1 spreads one process over that many GPUs with
+    ``tf.distribute.MirroredStrategy`` (the model is built inside its scope).
+    """
+    import tensorflow as tf
+
+    if config.accelerator == 'cpu':
+        if config.devices > 1:
+            raise UnsupportedOption('devices > 1 with accelerator cpu', NAME,
+                                    'MirroredStrategy spreads training over GPUs')
+        return tf.device('/CPU:0')
+    gpus = _gpus() if config.accelerator in ('gpu', 'cuda') or config.devices > 1 else []
+    if config.accelerator in ('gpu', 'cuda') and not gpus:
+        raise ValueError(f'TrainingConfig.accelerator: expected a visible GPU for '
+                         f'{config.accelerator!r}, found none (tf.config.list_physical_devices)')
+    if config.devices > 1:
+        if len(gpus) < config.devices:
+            raise ValueError(f'TrainingConfig.devices: expected at most the {len(gpus)} visible '
+                             f'GPU(s), found {config.devices}')
+        return tf.distribute.MirroredStrategy(
+            [f'/GPU:{i}' for i in range(config.devices)]).scope()
+    return contextlib.nullcontext()
+
+
+def inference_scope(device: str) -> contextlib.AbstractContextManager[Any]:
+    """``InferenceConfig.device`` as a TensorFlow device scope ('auto': TensorFlow's choice)."""
+    import tensorflow as tf
+
+    if device == 'auto':
+        return contextlib.nullcontext()
+    if device == 'cpu':
+        return tf.device('/CPU:0')
+    index = int(device.partition(':')[2] or 0)
+    if index >= len(_gpus()):
+        raise ValueError(f'InferenceConfig.device: expected a visible GPU, found {device!r} '
+                         f'with {len(_gpus())} GPU(s) visible')
+    return tf.device(f'/GPU:{index}')
+
+
 class TensorFlowBackend:
     """Keras 3: training, bundles, batched inference, native stitching."""
 
@@ -61,8 +110,9 @@ class TensorFlowBackend:
         tic = time.perf_counter()
         hook = _keras_hooks(hooks) if hooks is not None else None
         try:
-            results = train_cdi_model(train_data, test_data, config, max_time=max_time,
-                                      callbacks=[hook] if hook is not None else None)
+            with training_scope(config):
+                results = train_cdi_model(train_data, test_data, config, max_time=max_time,
+                                          callbacks=[hook] if hook is not None else None)
         except NonFiniteLossError as exc:
             good = getattr(exc, 'models', None)
             if good is not None and save_bundle:
@@ -93,10 +143,12 @@ class TensorFlowBackend:
         tic = time.perf_counter()
         update_legacy_dict(params.cfg, config)
         container = container_from_raw(scan, config)
-        patches = np.asarray(predict_objects(model.handle, container,
-                                             batch_size=config.batch_size)[..., 0])
+        with inference_scope(config.device):
+            patches = np.asarray(predict_objects(model.handle, container,
+                                                 batch_size=config.batch_size)[..., 0])
         positions = np.asarray(container.global_offsets, np.float64).reshape(-1, 2)
-        return GroupObjects(patches.astype(np.complex64), positions, time.perf_counter() - tic)
+        return GroupObjects(patches.astype(np.complex64), positions, time.perf_counter() - tic,
+                            config.device)
 
     def stitch(self, groups: GroupObjects, M: int, *,
                canvas_shape: tuple[int, int] | None = None,
@@ -111,8 +163,9 @@ class TensorFlowBackend:
         patches = groups.patches
         if align_phase:
             patches = align_group_phases(np.asarray(patches), groups.positions_xy, M)
-        image, coverage = stitch(patches, groups.positions_xy, M, canvas_shape=canvas_shape,
-                                 origin_xy=origin_xy)
+        with inference_scope(groups.device):
+            image, coverage = stitch(patches, groups.positions_xy, M, canvas_shape=canvas_shape,
+                                     origin_xy=origin_xy)
         return Reconstruction(np.asarray(image, np.complex64), np.asarray(coverage, np.float32),
                               (float(origin_xy[0]), float(origin_xy[1])), M, NAME, groups)
 

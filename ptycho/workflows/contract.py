@@ -89,6 +89,8 @@ class GroupObjects:
     patches: NDArray[np.complex64]
     positions_xy: NDArray[np.float64]
     seconds: float = 0.0
+    device: str = 'cpu'
+    """Where they were computed (``'cpu'``, ``'cuda:0'``, ...); stitching runs there too."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,7 @@ def orient(groups: GroupObjects, *, flip_x: bool = False, flip_y: bool = False,
     if transpose:
         positions = positions[:, ::-1].copy()
         patches = np.ascontiguousarray(np.swapaxes(patches, -1, -2))
-    return GroupObjects(patches, positions, groups.seconds)
+    return GroupObjects(patches, positions, groups.seconds, groups.device)
 
 
 def reconstruct(backend: Backend, model: LoadedModel, scan: Any, config: InferenceConfig, *,

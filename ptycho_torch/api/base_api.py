@@ -45,7 +45,7 @@ from ptycho.raw_data import CountsConversionWarning, RawData
 from ptycho_torch import config_params as api
 from ptycho_torch.api.settings_map import Request, describe_defaults, from_core
 from ptycho_torch.data import as_torch_container
-from ptycho_torch.inference import reconstruct_groups, stitch_groups
+from ptycho_torch.inference import reconstruct_groups, resolve_device, stitch_groups
 from ptycho_torch.model import PtychoPINN_Lightning
 from ptycho_torch.workflows.training import (TrainingSession, prepare_training, run_training)
 
@@ -338,14 +338,16 @@ class InferenceEngine:
                                       sequential_sampling=True)
         container = as_torch_container(raw, config)
         module.eval()
+        # Ptychodus' inference settings name no device: its training `device` does.
+        device = resolve_device('cuda' if request.accelerator() == 'gpu' else 'cpu')
         objects = reconstruct_groups(module.diffraction_to_obj(), container,
-                                     module.intensity_scale, config.batch_size)
+                                     module.intensity_scale, config.batch_size, device)
         positions = container.global_offsets.numpy().astype(np.float64).reshape(-1, 2)
         M = request.stitch_crop() or default_crop(N)
         weights = None
         if request.inference.patch_weighting == 'probe':
             lo = N // 2 - M // 2
-            intensity = module.model.probe.detach().abs().square().cpu()[lo:lo + M, lo:lo + M]
+            intensity = module.model.probe.detach().abs().square()[lo:lo + M, lo:lo + M]
             weights = intensity / intensity.max().clamp_min(1e-30)
         shape, origin = centred_canvas(raw.positions_xy, N)
         stitched = stitch_groups(objects, positions, M, shape, origin, weights=weights)

@@ -42,6 +42,16 @@ def _inference_batch(config: TrainingConfig | InferenceConfig) -> int:
     return config.batch_size if isinstance(config, InferenceConfig) else 256
 
 
+def _inference_device(config: TrainingConfig | InferenceConfig) -> Any:
+    """Where reconstruction runs: ``InferenceConfig.device``; after training, the device
+    the training ``accelerator`` chose ('cpu' stays on the CPU, otherwise a GPU if any)."""
+    from ptycho_torch.inference import resolve_device
+
+    if isinstance(config, InferenceConfig):
+        return resolve_device(config.device)
+    return resolve_device('cpu' if config.accelerator == 'cpu' else 'auto')
+
+
 def _model_dir(config: TrainingConfig | InferenceConfig) -> os.PathLike[str]:
     if isinstance(config, InferenceConfig) and config.model_path is not None:
         return config.model_path
@@ -70,7 +80,7 @@ def _reassemble_cdi_image_torch(test_data: Any, config: TrainingConfig | Inferen
     amplitude, phase, results = reconstruct_and_stitch(
         models['diffraction_to_obj'], container, module.intensity_scale, flip_x=flip_x,
         flip_y=flip_y, transpose=transpose, M=M, batch_size=_inference_batch(config),
-        canvas_shape=canvas_shape, origin_xy=origin_xy)
+        canvas_shape=canvas_shape, origin_xy=origin_xy, device=_inference_device(config))
     results['backend'] = BACKEND
     results['test_container'] = container
     return amplitude, phase, results
