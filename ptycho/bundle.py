@@ -1,9 +1,10 @@
 """Backend-neutral model bundle: ``{output_dir}/wts.h5.zip`` with a JSON manifest.
 
 Both backends write their weights through :func:`write_bundle`, which builds the zip in a
-temporary file beside the target and renames it into place, so a crash never leaves a
-half-written bundle. :func:`read_bundle` checks the archive and the manifest before any
-backend code touches the weights, and names the file, the problem and both backends.
+temporary file beside the target, fsyncs it and renames it into place, so a crash never
+leaves a half-written bundle (a temporary left by a ``kill -9`` is removed at the next
+save). :func:`read_bundle` checks the archive and the manifest before any backend code
+touches the weights, and names the file, the problem and both backends.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ptycho import __version__
-from ptycho.atomic import atomic_path
+from ptycho.atomic import atomic_path, remove_stale_temporaries
 from ptycho.config.config import with_legacy_model_defaults
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ def write_bundle(output_dir: str | os.PathLike[str], backend: str, files: Mappin
     }
     manifest.update(extra or {})
     target = output_dir / BUNDLE_NAME
+    remove_stale_temporaries(target)  # what a killed earlier save left beside it
     with atomic_path(target) as tmp, zipfile.ZipFile(tmp, 'w', zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(MANIFEST_NAME, json.dumps(manifest, indent=2, default=str))
         for name, data in files.items():

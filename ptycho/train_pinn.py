@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ptycho.atomic import remove_stale_temporaries
 from ptycho.config.config import TrainingConfig
 from ptycho.loader import PtychoDataContainer
 from ptycho.model import PtychoModels, pinn_loss, supervised_loss, supervised_targets
@@ -201,9 +202,12 @@ def train(models: PtychoModels, train_container: PtychoDataContainer, config: Tr
     data preparation included.
 
     Raises :class:`NonFiniteLossError` (weights restored to the last finite epoch) when the
-    loss becomes NaN/Inf.
+    loss becomes NaN/Inf. Temporaries a killed earlier run left in ``config.output_dir``
+    are removed first (every TensorFlow training entry comes through here).
     """
     started = time.perf_counter()
+    if config.output_dir.is_dir():
+        remove_stale_temporaries(config.output_dir)
     model_type = config.model.model_type
     trainee = models.cached_input_model or models.autoencoder
     x_all = _inputs(train_container)

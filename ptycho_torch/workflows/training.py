@@ -3,14 +3,16 @@
 Everything is built from the shared :class:`ptycho.config.config.TrainingConfig` via the
 config bridge. Reliability rules (DESIGN.md section 6): a non-finite loss aborts the fit
 before any checkpoint of the bad state is written; ``last.ckpt`` is written by Lightning's
-``ModelCheckpoint`` (atomic); ``resume`` continues from it; the same seed reproduces the
-same losses and weights on CPU.
+``ModelCheckpoint`` through :class:`AtomicCheckpointIO` (temp file beside it, fsync,
+rename); temporaries a killed run left are removed when the next one starts; ``resume``
+continues from it; the same seed reproduces the same losses and weights on CPU.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import logging
 import math
 import os
@@ -25,8 +27,10 @@ import torch
 from lightning.pytorch.callbacks import (Callback, EarlyStopping, LearningRateMonitor,
                                          ModelCheckpoint)
 from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.plugins import TorchCheckpointIO
 from torch import Tensor
 
+from ptycho.atomic import remove_stale_temporaries, write_bytes
 from ptycho.config.config import TrainingConfig, to_dict
 from ptycho_torch import config_bridge
 from ptycho_torch.data import PtychoDataContainerTorch, PtychoDataModule, as_torch_container
@@ -61,6 +65,26 @@ class LossHistory(Callback):
         self.history = {k: list(v) for k, v in state_dict.get('history', {}).items()}
         self.history.setdefault('train_loss', [])
         self.history.setdefault('val_loss', [])
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written like every other file here, through :mod:`ptycho.atomic`.
+
+    Lightning's own writer builds the file in the system temp folder and moves it over:
+    across file systems that move copies into ``last.ckpt`` in place (a kill leaves it
+    truncated), a kill leaves an anonymous ``/tmp/tmpXXXX`` nobody can attribute, and
+    nothing is fsynced. Here the temporary sits beside the target under our own name, so
+    :func:`ptycho.atomic.remove_stale_temporaries` finds it after a kill.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path,
+                        storage_options: Any | None = None) -> None:
+        if storage_options is not None or '://' in str(path):  # remote: Lightning's own
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_bytes(path, buffer.getbuffer())
 
 
 def make_logger(config: TrainingConfig, output_dir: Path) -> Logger | bool:
@@ -165,7 +189,8 @@ def build_trainer(config: TrainingConfig, output_dir: Path, monitor: str,
         logger=exp_logger, callbacks=callbacks, enable_progress_bar=config.debug,
         enable_model_summary=config.debug, num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(10, batches_per_epoch)),
-        enable_checkpointing=True, limit_val_batches=None if validate else 0)
+        enable_checkpointing=True, limit_val_batches=None if validate else 0,
+        plugins=[AtomicCheckpointIO()])
 
 
 def backprojection_cache(model: PtychoPINN, data: PtychoDataContainerTorch,
@@ -230,6 +255,7 @@ def prepare_training(train_data: Any, test_data: Any | None, config: TrainingCon
     test_data = as_torch_container(test_data, config) if test_data is not None else None
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output_dir, output_dir / CHECKPOINT_DIR)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     _, model_cfg, training_cfg = config_bridge.to_torch(config)
     if module is None:

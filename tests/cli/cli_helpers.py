@@ -55,6 +55,15 @@ def assert_user_error(result: Result, *needles: str) -> str:
     return line
 
 
+def assert_no_temporaries(directory: Path) -> None:
+    """No temporary of :func:`ptycho.atomic.atomic_path` anywhere under ``directory``."""
+    from ptycho.atomic import find_temporaries
+
+    folders = [directory, *(p for p in directory.rglob('*') if p.is_dir())]
+    left = [path for folder in folders for path in find_temporaries(folder)]
+    assert not left, f'temporaries left behind: {left}'
+
+
 def write_ptychodus_pair(npz: Path, directory: Path, pixel_size_m: float = 2e-8) -> Path:
     """Write ``diffraction.h5`` + ``product.h5`` from an NPZ with Ptychodus' own writers.
 

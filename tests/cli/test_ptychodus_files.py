@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_helpers import write_ptychodus_pair
+from cli_helpers import assert_no_temporaries, write_ptychodus_pair
 
 from ptycho.physics import PTYCHODUS_PIXEL_OFFSET
 
@@ -65,4 +65,4 @@ def test_product_written_and_read_back_with_ptychodus(tmp_path: Path, small_sim:
     geometry = product.object_.get_geometry()
     x_px = geometry.map_probe_positions_to_object_x_px(product.probe_positions)
     np.testing.assert_allclose(x_px, raw.xcoords - 12.0 - PTYCHODUS_PIXEL_OFFSET, atol=1e-6)
-    assert not list(tmp_path.glob('.*.tmp'))
+    assert_no_temporaries(tmp_path)

@@ -7,6 +7,7 @@ command line wires things together and writes its outputs, not reconstruction qu
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -17,7 +18,8 @@ import numpy as np
 import pytest
 import yaml
 
-from cli_helpers import assert_user_error, cli_env, run_cli, write_ptychodus_pair
+from cli_helpers import (assert_no_temporaries, assert_user_error, cli_env, run_cli,
+                         write_ptychodus_pair)
 
 PNG = b'\x89PNG\r\n\x1a\n'
 RECON_FILES = ('recon.npz', 'reconstructed_amplitude.png', 'reconstructed_phase.png',
@@ -40,7 +42,7 @@ def _check_recon_outputs(directory: Path, *, with_truth: bool = True) -> dict:
         obj = recon['object']
         assert np.iscomplexobj(obj) and obj.ndim == 2 and np.isfinite(obj).all()
         assert recon['coverage'].shape == obj.shape and recon['positions'].shape[1] == 2
-    assert not list(directory.glob('.*.tmp'))
+    assert_no_temporaries(directory)
     return json.loads((directory / 'metrics.json').read_text()) if with_truth else {}
 
 
@@ -118,11 +120,17 @@ def test_tensorflow_train_infer_on_ptychodus_files(tmp_path: Path, small_sim: Pa
     train_dir = write_ptychodus_pair(small_sim, tmp_path / 'train_scan')
     test_dir = write_ptychodus_pair(small_sim_test, tmp_path / 'test_scan')
     out = tmp_path / 'model'
+    out.mkdir()
+    debris = out / '.recon.k1ll3d_9.npz'  # what a kill -9 inside atomic_path leaves
+    debris.write_bytes(b'half')
+    os.utime(debris, (0, 0))
     result = run_cli('train', '--train-data', train_dir, '--backend', 'tensorflow',
                      '--nepochs', 1, '--n-filters-scale', 1, '--batch_size', 16,
                      '--output-dir', out, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (out / 'wts.h5.zip').exists() and (out / 'loss_curve.png').exists()
+    assert not debris.exists()  # cleared when training started
+    assert_no_temporaries(out)
 
     inferred = tmp_path / 'inferred'
     result = run_cli('infer', '--model', out, '--test-data', test_dir / 'diffraction.h5',
