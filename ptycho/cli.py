@@ -415,7 +415,7 @@ def run_training(config: TrainingConfig, train: Any, test: Any | None, *, resume
     trained = backend.train(train.raw, None if test is None else test.raw,
                             _with_progress(config, progress), resume=resume, max_time=max_time)
     recon = None
-    if test is not None:
+    if test is not None and trained.primary:
         recon = reconstruct(backend, trained.model, test.raw,
                             inference_config_for(trained.model))
     return trained, recon
@@ -485,6 +485,8 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise TrainingInterrupted(_interrupt_message(
             checkpoint, argv, config.backend, resumed=args.resume, started=wall_start)) from None
     elapsed = time.perf_counter() - start
+    if not trained.primary:
+        return EXIT_OK  # another process of a DDP run: rank 0 writes the outputs
 
     report = OutputReport()
     history = _history(trained.history)

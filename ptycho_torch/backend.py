@@ -62,11 +62,13 @@ class TorchBackend:
             raise TrainingCancelled(f'training cancelled; no model was saved (the last epoch '
                                     f'checkpoint is {results["checkpoint"]})')
         module = results['models']['lightning_module']
-        bundle = save_bundle_torch(module, config, config.output_dir) if save_bundle else None
+        primary = bool(results['primary'])
+        bundle = (save_bundle_torch(module, config, config.output_dir)
+                  if save_bundle and primary else None)
         model = LoadedModel(NAME, config, float(results['intensity_scale']), bundle,
                             results['models'])
         return TrainResult(NAME, model, results['history'], int(results['epochs_run']), bundle,
-                           Path(results['checkpoint']), time.perf_counter() - tic)
+                           Path(results['checkpoint']), time.perf_counter() - tic, primary)
 
     def load(self, path: str | os.PathLike[str]) -> LoadedModel:
         models, config = load_inference_bundle_torch(path)

@@ -502,14 +502,16 @@ class PtychoPINN_Lightning(pl.LightningModule):
                 f'non-finite training loss ({float(loss)}) at epoch {self.current_epoch}, batch '
                 f'{batch_idx}; training stopped (lower learning_rate, check the data); the last '
                 f'good checkpoint was kept')
+        # sync_dist: in a DDP run the logged epoch loss (and so the history) is the mean
+        # over all ranks' shards, not rank 0's alone.
         self.log('train_loss', loss, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=batch['X'].shape[0])
+                 batch_size=batch['X'].shape[0], sync_dist=True)
         return loss
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         loss = self.compute_loss(batch)
         self.log('val_loss', loss, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=batch['X'].shape[0])
+                 batch_size=batch['X'].shape[0], sync_dist=True)
         return loss
 
     def predict_step(self, batch: Mapping[str, Tensor], batch_idx: int,

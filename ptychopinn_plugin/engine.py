@@ -98,7 +98,8 @@ class Engine:
             raise ValueError(f'{scan.source}: diffraction patterns are {scan.pattern_size} pixels '
                              f'but the model {model.path} was trained on N={trained.N}')
         config = inference_config_for(model, batch_size=settings.batch_size,
-                                      neighbor_count=settings.neighbor_count)
+                                      neighbor_count=settings.neighbor_count,
+                                      device=settings.device)
         backend = self._dispatch(config)
         tic = time.perf_counter()
         raw = RawData(scan.x_px, scan.y_px, None, None, scan.amplitudes, scan.probe, None,

@@ -19,7 +19,7 @@ from ptychodus.controller.parameters import (
 )
 from ptychodus.controller.processing import ReconstructorViewControllerFactory
 
-from ptycho.config.config import BACKENDS, INPUT_FEATURES
+from ptycho.config.config import ACCELERATORS, BACKENDS, INPUT_FEATURES, PRECISIONS, STRATEGIES
 
 from . import LIBRARY_NAME
 from .library import PinnDualReconstructorLibrary
@@ -120,9 +120,17 @@ class PinnDualViewControllerFactory(ReconstructorViewControllerFactory):
         builder.add_integer_line_edit(training.seed, 'Seed:', group=group)
         builder.add_decimal_line_edit(training.validation_split, 'Validation Fraction:',
                                       group=group)
+        builder.add_combo_box(training.accelerator, ACCELERATORS, 'Accelerator:', group=group)
+        builder.add_integer_line_edit(training.devices, 'Devices:', group=group,
+                                      tool_tip='GPUs to train on (PyTorch: with Strategy ddp)')
+        builder.add_combo_box(training.strategy, STRATEGIES, 'Strategy:', group=group)
+        builder.add_combo_box(training.precision, PRECISIONS, 'Precision:', group=group)
 
         inference = settings.inference
         group = 'Inference'
         builder.add_integer_line_edit(inference.batch_size, 'Batch Size:', group=group)
         builder.add_integer_line_edit(inference.neighbor_count, 'Neighbours:', group=group)
+        builder.add_line_edit(inference.device, 'Device:', group=group,
+                              tool_tip="'auto' (a GPU when there is one), 'cpu', 'cuda' or "
+                                       "'cuda:N'")
         return builder.build_widget()

@@ -116,6 +116,10 @@ class TrainingSettings(_Group):
         self.intensity_scale_trainable = self._bool(
             'IntensityScaleTrainable', defaults.intensity_scale_trainable)
         self.probe_trainable = self._bool('ProbeTrainable', defaults.probe_trainable)
+        self.accelerator = self._string('Accelerator', defaults.accelerator)
+        self.devices = self._int('Devices', defaults.devices)
+        self.strategy = self._string('Strategy', defaults.strategy)
+        self.precision = self._string('Precision', defaults.precision)
 
 
 class InferenceSettings(_Group):
@@ -124,6 +128,7 @@ class InferenceSettings(_Group):
         defaults = InferenceConfig(model=ModelConfig(N=0))
         self.batch_size = self._int('BatchSize', defaults.batch_size)
         self.neighbor_count = self._int('NeighborCount', defaults.neighbor_count)
+        self.device = self._string('Device', defaults.device)
 
 
 @dataclass
@@ -192,6 +197,10 @@ class PluginSettings:
             validation_split=t.validation_split.get_value(),
             intensity_scale_trainable=t.intensity_scale_trainable.get_value(),
             probe_trainable=t.probe_trainable.get_value(),
+            accelerator=t.accelerator.get_value(),
+            devices=t.devices.get_value(),
+            strategy=t.strategy.get_value(),
+            precision=t.precision.get_value(),
             output_dir=output_dir or Path('training_outputs'),
             logger='none',
         )
@@ -205,6 +214,7 @@ class PluginSettings:
             model_path=model_path,
             batch_size=i.batch_size.get_value(),
             neighbor_count=i.neighbor_count.get_value(),
+            device=i.device.get_value(),
         )
 
     def validate(self, model_type: str = 'pinn') -> str:

@@ -80,6 +80,9 @@ class TrainResult:
     bundle_path: Path | None
     checkpoint_path: Path | None
     seconds: float
+    primary: bool = True
+    """False in the other processes of a distributed run: they wrote nothing, and their
+    callers should not write outputs either (rank 0 does)."""
 
 
 @dataclass(frozen=True)

@@ -282,13 +282,11 @@ class Trainer:
             training_config=config_manager.training_config, core_config=core.to_dict(config),
             data_config=data, inference_config=config_manager.inference_config)
         model.model = module
-        devices, strategy = request.trainer_devices()
-        session = prepare_training(train, dataloader.test, config, module=module,
-                                   devices=devices, strategy=strategy)
+        session = prepare_training(train, dataloader.test, config, module=module)
         logger.info('PtychoPINN-Torch training: %d positions, N=%d, gridsize %d, %d epochs, '
                     'nphotons %.4g, %s x %d; run directory %s', len(train), config.model.N,
                     config.model.gridsize, config.nepochs, config.nphotons,
-                    config.accelerator, devices, dataloader.output_dir)
+                    config.accelerator, config.devices, dataloader.output_dir)
         return cls(session, model, dataloader)
 
     def train(self, orchestration: str = 'lightning', experiment_name: str = '') -> dict[str, Any]:
@@ -300,7 +298,7 @@ class Trainer:
         self.results = run_training(self._session)
         checkpoint = Path(self.results['checkpoint'])
         run_dir = self._session.output_dir
-        if checkpoint.is_file():
+        if checkpoint.is_file() and self.results['primary']:
             model_file = copy_file(checkpoint, run_dir.parent / MODEL_FILE_NAME)
             logger.info('Model saved to %s (and %s)', model_file, checkpoint)
         return self.results

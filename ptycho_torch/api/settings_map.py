@@ -295,6 +295,7 @@ class Request:
         the request sets it."""
         d, m, t = self.data, self.model, self.training
         poisson = m.loss_function == 'Poisson'
+        devices, strategy = self.trainer_devices()
         return core.TrainingConfig(
             model=self.model_config(), batch_size=int(t.batch_size), nepochs=int(t.epochs),
             learning_rate=float(t.learning_rate), nll_weight=1.0 if poisson else 0.0,
@@ -302,7 +303,8 @@ class Request:
             nphotons=float(d.nphotons) if d.nphotons is not None else float(nphotons),
             neighbor_count=int(d.K), intensity_scale_trainable=bool(m.intensity_scale_trainable),
             output_dir=Path(output_dir), backend='pytorch', subsample_seed=d.subsample_seed,
-            accelerator=self.accelerator(), num_workers=int(t.num_workers))
+            accelerator=self.accelerator(), devices=devices, strategy=strategy,
+            num_workers=int(t.num_workers))
 
     def accelerator(self) -> str:
         """Lightning accelerator for ``device``; 'cuda' falls back to the CPU, as Ptychodus'

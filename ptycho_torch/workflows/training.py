@@ -27,6 +27,7 @@ import torch
 from lightning.pytorch.callbacks import (Callback, EarlyStopping, LearningRateMonitor,
                                          ModelCheckpoint)
 from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.plugins import TorchCheckpointIO
 from torch import Tensor
 
@@ -159,12 +160,13 @@ def _quiet_lightning(debug: bool) -> Iterator[None]:
 def build_trainer(config: TrainingConfig, output_dir: Path, monitor: str,
                   max_time: timedelta | None = None, history: LossHistory | None = None,
                   extra_callbacks: list[Callback] | None = None,
-                  batches_per_epoch: int = 10, validate: bool = True,
-                  devices: int = 1, strategy: str = 'auto') -> pl.Trainer:
+                  batches_per_epoch: int = 10, validate: bool = True) -> pl.Trainer:
     """Lightning trainer with the project's checkpointing, logging and stopping rules.
 
-    ``devices``/``strategy`` are Lightning's own (several GPUs: ``strategy='ddp_spawn'`` or
-    ``'ddp'``); the Ptychodus PtychoPINN-Torch layer passes its ``n_devices`` here.
+    Devices are the config's: ``accelerator``, ``devices``, ``strategy`` (``'ddp'``: one
+    process per device, each on its own shard of the groups through Lightning's
+    distributed sampler; CPU processes talk over gloo), ``num_nodes`` and ``precision``.
+    Lightning saves checkpoints from rank 0 only.
     """
     exp_logger = make_logger(config, output_dir)
     callbacks: list[Callback] = [
@@ -184,8 +186,9 @@ def build_trainer(config: TrainingConfig, output_dir: Path, monitor: str,
     callbacks += extra_callbacks or []
     return pl.Trainer(
         max_epochs=config.nepochs, max_time=max_time, deterministic=True,
-        default_root_dir=str(output_dir), accelerator=config.accelerator, devices=devices,
-        strategy=strategy,
+        default_root_dir=str(output_dir), accelerator=config.accelerator,
+        devices=config.devices, strategy=config.strategy, num_nodes=config.num_nodes,
+        precision=config.precision,
         logger=exp_logger, callbacks=callbacks, enable_progress_bar=config.debug,
         enable_model_summary=config.debug, num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(10, batches_per_epoch)),
@@ -242,8 +245,7 @@ def prepare_training(train_data: Any, test_data: Any | None, config: TrainingCon
                      resume: bool | str | os.PathLike[str] = False,
                      max_time: timedelta | None = None,
                      extra_callbacks: list[Callback] | None = None,
-                     module: PtychoPINN_Lightning | None = None,
-                     devices: int = 1, strategy: str = 'auto') -> TrainingSession:
+                     module: PtychoPINN_Lightning | None = None) -> TrainingSession:
     """Group the data, build (or adopt) the Lightning module, the data module and the trainer.
 
     ``module``: a module built beforehand from the same config (its probe is set to the
@@ -255,7 +257,8 @@ def prepare_training(train_data: Any, test_data: Any | None, config: TrainingCon
     test_data = as_torch_container(test_data, config) if test_data is not None else None
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(output_dir, output_dir / CHECKPOINT_DIR)
+    if rank_zero_only.rank == 0:  # other ranks of a DDP run start while rank 0 writes
+        remove_stale_temporaries(output_dir, output_dir / CHECKPOINT_DIR)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     _, model_cfg, training_cfg = config_bridge.to_torch(config)
     if module is None:
@@ -275,14 +278,17 @@ def prepare_training(train_data: Any, test_data: Any | None, config: TrainingCon
     batches = math.ceil(len(datamodule.train_set) / config.batch_size)
     with _quiet_lightning(config.debug):
         trainer = build_trainer(config, output_dir, module.monitor, max_time, history,
-                                extra_callbacks, batches, datamodule.has_validation,
-                                devices=devices, strategy=strategy)
+                                extra_callbacks, batches, datamodule.has_validation)
     return TrainingSession(config, module, datamodule, trainer, history, output_dir,
                            _resume_path(resume, output_dir))
 
 
 def run_training(session: TrainingSession, *, save_bundle: bool = True) -> dict[str, Any]:
-    """Fit a prepared session, then write the bundle; the results dict of training."""
+    """Fit a prepared session, then write the bundle; the results dict of training.
+
+    ``results['primary']`` is False in the other processes of a distributed run: they wrote
+    nothing (``bundle`` None) and their caller should not write outputs either.
+    """
     config, module, trainer, output_dir = (session.config, session.module, session.trainer,
                                            session.output_dir)
     ckpt = session.resume_from
@@ -299,8 +305,10 @@ def run_training(session: TrainingSession, *, save_bundle: bool = True) -> dict[
         raise NonFiniteLossError(f'{exc} [{where}]') from None
     if getattr(trainer, 'interrupted', False):
         raise RuntimeError('training was interrupted')
-    bundle = save_bundle_torch(module, config, output_dir) if save_bundle else None
+    primary = trainer.is_global_zero  # in a DDP run, rank 0 alone writes files
+    bundle = save_bundle_torch(module, config, output_dir) if save_bundle and primary else None
     return {
+        'primary': primary,
         'history': session.history.history,
         'models': {'lightning_module': module, 'autoencoder': module,
                    'diffraction_to_obj': module.diffraction_to_obj()},
