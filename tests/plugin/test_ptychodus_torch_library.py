@@ -39,7 +39,7 @@ def _torch_settings(epochs: int) -> dict[str, dict[str, object]]:
 def test_stock_batch_train_then_reconstruct(tmp_path: Path) -> None:
     raw = scenes.simulate(n_positions=256, seed=5)
     train_in = scenes.write_workflow_dir(tmp_path / 'train_in', raw, algorithm=TORCH_ALGORITHM,
-                                         settings=_torch_settings(epochs=12))
+                                         settings=_torch_settings(epochs=8))
     train_out = tmp_path / 'train_out'
     env = subprocess_env()
     run = subprocess.run([sys.executable, '-m', 'ptychodus', '-b', 'train', '-i', str(train_in),
