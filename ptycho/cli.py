@@ -34,6 +34,7 @@ from ptycho.config.config import (
     read_yaml_mapping,
     save_yaml,
 )
+from ptycho.progress import ENV as PROGRESS_ENV
 
 logger = logging.getLogger('ptycho.cli')
 
@@ -223,6 +224,8 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     root.handlers[:] = [others]
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     logging.captureWarnings(True)
+    if quiet:  # progress bars (ptycho.progress) too; without it they show on a terminal
+        os.environ[PROGRESS_ENV] = 'off'
     if not verbose:
         import warnings
         # Third-party deprecation notices are for developers, not for someone running a scan.

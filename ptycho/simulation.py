@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from ptycho import physics
+from ptycho import physics, progress
 from ptycho.atomic import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover - import only for annotations
@@ -307,12 +307,14 @@ def simulate_diffraction(obj: NDArray, probe: NDArray, positions_xy: NDArray,
     """Measured amplitudes (M, N, N) float64 of ``probe * obj`` at each position."""
     N = probe.shape[-1]
     out = np.empty((len(positions_xy), N, N), dtype=np.float64)
-    for start in range(0, len(positions_xy), _PATCH_BATCH):
-        batch = positions_xy[start:start + _PATCH_BATCH]
-        amplitude = physics.forward_amplitude(extract_patches_fast(obj, batch, N), probe)
-        if poisson:
-            amplitude = physics.poisson_diffraction(amplitude, 1.0, rng)
-        out[start:start + len(batch)] = amplitude
+    with progress.bar(len(positions_xy), 'Simulating diffraction') as shown:
+        for start in range(0, len(positions_xy), _PATCH_BATCH):
+            batch = positions_xy[start:start + _PATCH_BATCH]
+            amplitude = physics.forward_amplitude(extract_patches_fast(obj, batch, N), probe)
+            if poisson:
+                amplitude = physics.poisson_diffraction(amplitude, 1.0, rng)
+            out[start:start + len(batch)] = amplitude
+            shown.update(len(batch))
     return out
 
 

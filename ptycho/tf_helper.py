@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ptycho import physics
+from ptycho import physics, progress
 
 logger = logging.getLogger(__name__)
 
@@ -340,8 +340,10 @@ def stitch(patches: TensorLike, positions_xy: TensorLike, M: int,
     coverage = tf.zeros((n_pix + 1,), tf.float32)
     ones = tf.ones((1, M, M), tf.float32)
     step = max(1, _SCATTER_CHUNK // ((M + 1) ** 2))
+    shown = progress.bar(positions.shape[0], 'Stitching', 'group')
     for begin in range(0, positions.shape[0], step):
         sl = slice(begin, begin + step)
+        shown.update(min(step, positions.shape[0] - begin))
         rows = top[sl, None] + u[None, :]  # (b, M+1)
         cols = left[sl, None] + u[None, :]
         valid = (((rows >= 0) & (rows < height))[:, :, None]
@@ -354,6 +356,7 @@ def stitch(patches: TensorLike, positions_xy: TensorLike, M: int,
         idx = tf.constant(flat, tf.int64)[:, None]
         total = tf.tensor_scatter_nd_add(total, idx, tf.reshape(vals, (-1,)))
         coverage = tf.tensor_scatter_nd_add(coverage, idx, tf.reshape(cov, (-1,)))
+    shown.close()
     total = tf.reshape(total[:n_pix], (height, width))
     coverage = tf.reshape(coverage[:n_pix], (height, width))
     covered = coverage >= COVERAGE_EPS

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ptycho import progress
 from ptycho.phase_alignment import group_phase_corrections
 from ptycho.physics import default_crop
 from ptycho_torch import physics
@@ -72,11 +73,12 @@ def reconstruct_groups(model: DiffractionToObject, container: PtychoDataContaine
         device = _device_of(model)
     model.to(device)
     outputs: list[Tensor] = []
-    with torch.inference_mode():
+    with torch.inference_mode(), progress.bar(len(container), 'Reconstructing', 'group') as shown:
         for begin in range(0, len(container), batch_size):
             X = container.X[begin:begin + batch_size].to(device) * intensity_scale
             offsets = container.local_offsets[begin:begin + batch_size].to(device)
             outputs.append(model(X, offsets)[..., 0])
+            shown.update(len(X))
     return torch.cat(outputs)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ptycho import progress
 from ptycho.physics import BACKPROJECTION_ALPHA, COVERAGE_EPS, canvas_geometry
 
 BACKPROJECTION_CHUNK = 4
@@ -397,8 +398,10 @@ def stitch(patches: Tensor, positions_xy: Tensor | np.ndarray, M: int,
         if not bool(torch.all(ones >= 0)):
             raise ValueError('stitch: weights must be non-negative')
         crops = crops * ones
+    shown = progress.bar(crops.shape[0], 'Stitching', 'group')
     for begin in range(0, crops.shape[0], chunk):
         sl = slice(begin, begin + chunk)
+        shown.update(min(chunk, crops.shape[0] - begin))
         row_src = steps - (start_r[sl] - base_r[sl])[:, None]
         col_src = steps - (start_c[sl] - base_c[sl])[:, None]
         rows = _interp_matrix(row_src, M, dtype)
@@ -413,6 +416,7 @@ def stitch(patches: Tensor, positions_xy: Tensor | np.ndarray, M: int,
         index = index.reshape(-1)[keep]
         flat_total.index_add_(0, index, tiles.reshape(-1)[keep])
         flat_cov.index_add_(0, index, cov_tiles.reshape(-1)[keep])
+    shown.close()
     total = flat_total.reshape(height, width)
     coverage = flat_cov.reshape(height, width)
     covered = coverage >= COVERAGE_EPS

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ptycho import figures, params, physics
+from ptycho import figures, params, physics, progress
 from ptycho.config.config import InferenceConfig, TrainingConfig, to_dict, update_legacy_dict
 from ptycho.loader import PtychoDataContainer, container_from_raw
 from ptycho.phase_alignment import align_group_phases
@@ -180,7 +180,15 @@ def predict_objects(models: Any, container: PtychoDataContainer,
     scale = model_intensity_scale(net) if intensity_scale is None else intensity_scale
     X = np.asarray(container.X, dtype=np.float32) * np.float32(scale)
     offsets = np.asarray(container.local_offsets, dtype=np.float32)
-    return np.asarray(net.predict([X, offsets], batch_size=batch_size, verbose=0))
+    parts = []
+    with progress.bar(len(X), 'Reconstructing', 'group') as shown:
+        for start in range(0, len(X), batch_size):
+            stop = start + batch_size
+            parts.append(np.asarray(net.predict_on_batch([X[start:stop], offsets[start:stop]])))
+            shown.update(len(parts[-1]))
+    if not parts:
+        return np.asarray(net.predict([X, offsets], verbose=0))  # the right empty shape
+    return np.concatenate(parts)
 
 
 def reassemble_cdi_image(test_data: Any, config: TrainingConfig | InferenceConfig,
