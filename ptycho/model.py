@@ -30,6 +30,7 @@ import tensorflow as tf
 from ptycho import network_layout as layout
 from ptycho import tf_helper
 from ptycho.config.config import InferenceConfig, ModelConfig, TrainingConfig
+from ptycho.physics import photon_scale
 
 logger = logging.getLogger(__name__)
 
@@ -406,11 +407,6 @@ class PtychoModels:
 
     def as_dict(self) -> dict[str, keras.Model]:
         return {'autoencoder': self.autoencoder, 'diffraction_to_obj': self.diffraction_to_obj}
-
-
-def photon_scale(nphotons: float, N: int) -> float:
-    """Initial photon scale ``s0 = sqrt(nphotons) / (N/2)``."""
-    return math.sqrt(nphotons) / (N / 2)
 
 
 def create_model(config: TrainingConfig | InferenceConfig | ModelConfig, probe: Any, *,

@@ -21,6 +21,8 @@ Conventions
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -79,6 +81,39 @@ def extract_patches(obj: ArrayLike, positions_xy: ArrayLike, N: int) -> NDArray:
     """Patches for each row of ``positions_xy`` (B, 2) -> (B, N, N)."""
     positions_xy = np.asarray(positions_xy, dtype=np.float64).reshape(-1, 2)
     return np.stack([extract_patch(obj, x, y, N) for x, y in positions_xy])
+
+
+def extract_patches_fast(obj: ArrayLike, positions_xy: ArrayLike, N: int) -> NDArray:
+    """Vectorised twin of :func:`extract_patches` (same bilinear rule, zeros outside).
+
+    A patch's fractional offset is the same for all its pixels, so when every patch (and
+    its +1 interpolation neighbour) lies inside the object, four shifted views of one
+    (N+1)-square window suffice; otherwise the general zero-filled sampler is used.
+    """
+    obj = np.asarray(obj)
+    positions_xy = np.asarray(positions_xy, dtype=np.float64).reshape(-1, 2)
+    top_left = positions_xy - N // 2
+    corner = np.floor(top_left).astype(np.int64)
+    height, width = obj.shape[-2:]
+    if corner.size and (corner.min() >= 0 and corner[:, 1].max() + N < height
+                        and corner[:, 0].max() + N < width):
+        frac = top_left - corner
+        fc, fr = frac[:, 0, None, None], frac[:, 1, None, None]
+        steps = np.arange(N + 1)
+        window = obj[(corner[:, 1, None] + steps)[:, :, None],
+                     (corner[:, 0, None] + steps)[:, None, :]]
+        return ((1 - fr) * ((1 - fc) * window[:, :-1, :-1] + fc * window[:, :-1, 1:])
+                + fr * ((1 - fc) * window[:, 1:, :-1] + fc * window[:, 1:, 1:]))
+    offsets = np.arange(N, dtype=np.float64) - N // 2
+    rows = positions_xy[:, 1, None, None] + offsets[None, :, None]
+    cols = positions_xy[:, 0, None, None] + offsets[None, None, :]
+    rows, cols = np.broadcast_arrays(rows, cols)
+    return bilinear_sample(obj, rows, cols)
+
+
+def photon_scale(nphotons: float, N: int) -> float:
+    """The initial photon scale ``s0 = sqrt(nphotons) / (N/2)`` (DESIGN.md section 4)."""
+    return math.sqrt(nphotons) / (N / 2)
 
 
 def far_field_amplitude(exit_wave: ArrayLike) -> NDArray:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ptycho import physics
 from ptycho.atomic import atomic_path
 from ptycho.probe import ProbeError, reduce_probe_modes
 
@@ -222,13 +223,6 @@ class RawData:
         return cls(xcoords, ycoords, None, None, diff3d, probeGuess, scan_index,
                    objectGuess=objectGuess, source='RawData.from_coords_without_pc',
                    diffraction_key='diff3d')
-
-    @classmethod
-    def from_simulation(cls, **kwargs: Any) -> 'RawData':
-        """A simulated dataset: forwards to ``ptycho.simulation.simulate_dataset``."""
-        from ptycho.simulation import simulate_dataset
-
-        return simulate_dataset(**kwargs)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> 'RawData':
@@ -436,39 +430,9 @@ class RawData:
     def _object_patches(self, nn_indices: NDArray[np.int64], N: int) -> NDArray[np.complex64]:
         """Ground-truth patches (B, C, N, N), each distinct position extracted once."""
         unique, inverse = np.unique(nn_indices, return_inverse=True)
-        patches = extract_patches_fast(self.objectGuess, self.positions_xy[unique], N)
+        patches = physics.extract_patches_fast(self.objectGuess, self.positions_xy[unique],
+                                               N).astype(np.complex64)
         return patches[inverse.reshape(nn_indices.shape)]
-
-
-def extract_patches_fast(obj: ArrayLike, positions_xy: ArrayLike, N: int) -> NDArray[np.complex64]:
-    """``physics.extract_patches`` semantics (bilinear, zero outside), complex64, fast.
-
-    Within one patch the sub-pixel fraction is the same for every pixel, so each patch is
-    a weighted sum of four shifted slices of the zero-padded object, not a gather.
-    """
-    obj = np.asarray(obj, dtype=np.complex64)
-    positions_xy = np.asarray(positions_xy, dtype=np.float64).reshape(-1, 2)
-    pad = N + 2
-    padded = np.pad(obj, pad)
-    height, width = padded.shape
-    out = np.zeros((positions_xy.shape[0], N, N), dtype=np.complex64)
-    top = positions_xy[:, 1] - N // 2
-    left = positions_xy[:, 0] - N // 2
-    r0 = np.floor(top).astype(np.int64)
-    c0 = np.floor(left).astype(np.int64)
-    fr = top - r0
-    fc = left - c0
-    for i in range(positions_xy.shape[0]):
-        r = r0[i] + pad
-        c = c0[i] + pad
-        if r < 0 or c < 0 or r + N + 1 > height or c + N + 1 > width:
-            continue  # entirely outside the object: zeros, as bilinear sampling gives
-        block = padded[r:r + N + 1, c:c + N + 1]
-        a, b = np.float32(1.0 - fr[i]), np.float32(fr[i])
-        u, v = np.float32(1.0 - fc[i]), np.float32(fc[i])
-        rows = a * block[:-1] + b * block[1:] if b else block[:-1]
-        out[i] = u * rows[:, :-1] + v * rows[:, 1:] if v else rows[:, :-1]
-    return out
 
 
 def _read_npz(path: Path) -> dict[str, NDArray]:

@@ -273,34 +273,6 @@ def make_scan(kind: str, n_positions: int, low: float, high: float,
 
 # --------------------------------------------------------------------------- forward model
 
-def extract_patches_fast(obj: NDArray, positions_xy: NDArray, N: int) -> NDArray:
-    """Vectorised twin of :func:`ptycho.physics.extract_patches` (same bilinear rule).
-
-    A patch's fractional offset is the same for all its pixels, so when every patch (and
-    its +1 interpolation neighbour) lies inside the object, four shifted views of one
-    (N+1)-square window suffice; otherwise the general zero-filled sampler is used.
-    """
-    obj = np.asarray(obj)
-    positions_xy = np.asarray(positions_xy, dtype=np.float64).reshape(-1, 2)
-    top_left = positions_xy - N // 2
-    corner = np.floor(top_left).astype(np.int64)
-    height, width = obj.shape[-2:]
-    if corner.size and (corner.min() >= 0 and corner[:, 1].max() + N < height
-                        and corner[:, 0].max() + N < width):
-        frac = top_left - corner
-        fc, fr = frac[:, 0, None, None], frac[:, 1, None, None]
-        steps = np.arange(N + 1)
-        window = obj[(corner[:, 1, None] + steps)[:, :, None],
-                     (corner[:, 0, None] + steps)[:, None, :]]
-        return ((1 - fr) * ((1 - fc) * window[:, :-1, :-1] + fc * window[:, :-1, 1:])
-                + fr * ((1 - fc) * window[:, 1:, :-1] + fc * window[:, 1:, 1:]))
-    offsets = np.arange(N, dtype=np.float64) - N // 2
-    rows = positions_xy[:, 1, None, None] + offsets[None, :, None]
-    cols = positions_xy[:, 0, None, None] + offsets[None, None, :]
-    rows, cols = np.broadcast_arrays(rows, cols)
-    return physics.bilinear_sample(obj, rows, cols)
-
-
 def simulate_diffraction(obj: NDArray, probe: NDArray, positions_xy: NDArray,
                          rng: np.random.Generator | None = None, poisson: bool = True
                          ) -> NDArray:
@@ -310,7 +282,7 @@ def simulate_diffraction(obj: NDArray, probe: NDArray, positions_xy: NDArray,
     with progress.bar(len(positions_xy), 'Simulating diffraction') as shown:
         for start in range(0, len(positions_xy), _PATCH_BATCH):
             batch = positions_xy[start:start + _PATCH_BATCH]
-            amplitude = physics.forward_amplitude(extract_patches_fast(obj, batch, N), probe)
+            amplitude = physics.forward_amplitude(physics.extract_patches_fast(obj, batch, N), probe)
             if poisson:
                 amplitude = physics.poisson_diffraction(amplitude, 1.0, rng)
             out[start:start + len(batch)] = amplitude

@@ -14,14 +14,14 @@ coordinates do not lose precision in float32.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ptycho import progress
-from ptycho.physics import BACKPROJECTION_ALPHA, COVERAGE_EPS, canvas_geometry
+from ptycho.physics import (  # noqa: F401  photon_scale: one definition, used as physics.*
+    BACKPROJECTION_ALPHA, COVERAGE_EPS, canvas_geometry, photon_scale)
 
 BACKPROJECTION_CHUNK = 4
 """Groups per pass of :func:`backprojection` on CPU (cache-sized working set)."""
@@ -424,7 +424,3 @@ def stitch(patches: Tensor, positions_xy: Tensor | np.ndarray, M: int,
     image = torch.where(covered, total / safe, torch.zeros_like(total))
     return image, coverage
 
-
-def photon_scale(nphotons: float, N: int) -> float:
-    """The initial photon scale ``s0 = sqrt(nphotons) / (N/2)``."""
-    return math.sqrt(nphotons) / (N / 2)

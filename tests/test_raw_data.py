@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from ptycho import physics
-from ptycho.raw_data import (CountsConversionWarning, DataContractError, RawData,
-                             extract_patches_fast)
+from ptycho.physics import extract_patches_fast
+from ptycho.raw_data import CountsConversionWarning, DataContractError, RawData
 
 N = 8
 M = 12

@@ -100,7 +100,7 @@ def test_counts_per_pattern_match_nphotons():
     nphotons = 1e7
     sim = simulation.simulate_arrays(N=32, n_positions=30, nphotons=nphotons, seed=2)
     counts = (sim.diffraction ** 2).sum(axis=(1, 2))
-    patches = simulation.extract_patches_fast(sim.object, sim.positions_xy, 32)
+    patches = physics.extract_patches_fast(sim.object, sim.positions_xy, 32)
     expected = (np.abs(sim.probe * patches) ** 2).sum(axis=(1, 2))
     np.testing.assert_allclose(counts, expected, rtol=5e-3)  # Poisson noise only
     assert np.all((counts > 0.25 * nphotons) & (counts < 1.0001 * nphotons))
@@ -114,11 +114,11 @@ def test_counts_per_pattern_match_nphotons():
 def test_fast_extraction_matches_reference():
     sim = simulation.simulate_arrays(N=32, n_positions=5, seed=7, poisson=False)
     np.testing.assert_allclose(
-        simulation.extract_patches_fast(sim.object, sim.positions_xy, 32),
+        physics.extract_patches_fast(sim.object, sim.positions_xy, 32),
         physics.extract_patches(sim.object, sim.positions_xy, 32), rtol=0, atol=1e-12)
     # patches reaching past the edge take the zero-filled general path, as the reference
     edge = np.array([[2.5, 3.25], [sim.object.shape[1] - 4.5, 16.0]])
-    np.testing.assert_allclose(simulation.extract_patches_fast(sim.object, edge, 32),
+    np.testing.assert_allclose(physics.extract_patches_fast(sim.object, edge, 32),
                                physics.extract_patches(sim.object, edge, 32), atol=1e-12)
     np.testing.assert_allclose(sim.diffraction, physics.forward_amplitude(
         physics.extract_patches(sim.object, sim.positions_xy, 32), sim.probe), rtol=1e-12)
