@@ -8,12 +8,10 @@ Torch members: ``model.pt`` (state dict, loaded with ``weights_only=True``),
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +29,6 @@ HPARAMS_FILE = 'hparams.json'
 PARAMS_FILE = 'params.json'
 MODEL_NAMES = ['autoencoder', 'diffraction_to_obj']
 
-_cache: dict[tuple[str, int, int], tuple[dict[str, Any], TrainingConfig]] = {}
-_cache_lock = threading.Lock()
 
 
 def save_bundle_torch(module: PtychoPINN_Lightning, config: TrainingConfig,
@@ -83,32 +79,23 @@ def load_inference_bundle_torch(model_dir: str | os.PathLike[str]
     ``models`` holds ``'lightning_module'``, ``'autoencoder'`` (the same module) and
     ``'diffraction_to_obj'``. The config is the training config recorded in the bundle,
     with ``backend='pytorch'`` and ``output_dir`` pointing at the bundle's directory.
-    ``params.cfg`` receives the config and the trained ``intensity_scale``. Repeated loads
-    of an unchanged file reuse the loaded model.
+    ``params.cfg`` receives the config and the trained ``intensity_scale``. Each call loads
+    the file (no module-level cache): a caller that reconstructs many scans keeps the
+    result, as the backend contract's ``LoadedModel`` does.
     """
     bundle = read_bundle(model_dir, expected_backend='pytorch')
-    stat = bundle.path.stat()
-    key = (str(bundle.path.resolve()), stat.st_mtime_ns, stat.st_size)
-    with _cache_lock:
-        cached = _cache.get(key)
-    if cached is None:
-        module = _module_from_bundle(bundle.path, bundle.files)
-        config_dict = bundle.config
-        config_dict['backend'] = 'pytorch'
-        config_dict['output_dir'] = str(bundle.path.parent)
-        try:
-            config = from_dict(TrainingConfig, config_dict, source=f'{bundle.path}:manifest.json')
-        except (TypeError, ValueError) as exc:
-            raise BundleError(f'{bundle.path}: manifest config is invalid ({exc})') from exc
-        models = {'lightning_module': module, 'autoencoder': module,
-                  'diffraction_to_obj': module.diffraction_to_obj()}
-        cached = (models, config)
-        with _cache_lock:
-            _cache.clear()
-            _cache[key] = cached
-        logger.info('Loaded pytorch model bundle %s (intensity_scale %.6g)', bundle.path,
-                    bundle.intensity_scale)
-    models, config = cached[0], copy.deepcopy(cached[1])
+    module = _module_from_bundle(bundle.path, bundle.files)
+    config_dict = bundle.config
+    config_dict['backend'] = 'pytorch'
+    config_dict['output_dir'] = str(bundle.path.parent)
+    try:
+        config = from_dict(TrainingConfig, config_dict, source=f'{bundle.path}:manifest.json')
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f'{bundle.path}: manifest config is invalid ({exc})') from exc
+    models = {'lightning_module': module, 'autoencoder': module,
+              'diffraction_to_obj': module.diffraction_to_obj()}
+    logger.info('Loaded pytorch model bundle %s (intensity_scale %.6g)', bundle.path,
+                bundle.intensity_scale)
     update_legacy_dict(params.cfg, config)
     params.cfg['intensity_scale'] = bundle.intensity_scale
-    return dict(models), config
+    return models, config
