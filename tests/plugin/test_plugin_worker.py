@@ -79,6 +79,7 @@ def test_cancel_stops_training_promptly_and_keeps_the_worker(trained: Trained, t
         assert time.perf_counter() - tic < 30
         assert _pid(trained) == pid  # it stopped at a batch boundary: not killed
         assert not (tmp_path / 'model.zip').exists()  # a cancelled run saves no model
+        assert not list(tmp_path.rglob('wts.h5.zip'))  # not even in ptychopinn_training/
         assert pinn.model_path == trained.model_path  # the loaded model is kept
         assert library.workers.current().call('ping')['pid'] == pid
     finally:
