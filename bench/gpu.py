@@ -77,13 +77,30 @@ def _grow(sizes: list[int], measure: Callable[[int], float]) -> dict[int, float]
     return out
 
 
+def end_to_end(backend: Any, loaded: Any, scan: Any, device: str,
+               rates: dict[int, float]) -> dict[str, Any]:
+    """Whole-scan reconstruction through the contract at the fastest batch size measured
+    (after one warm-up run): scan patterns per second, each counted once."""
+    from ptycho.workflows.contract import inference_config_for, reconstruct
+
+    run = inference_config_for(loaded, batch_size=max(rates, key=rates.__getitem__),
+                               device=device)
+    reconstruct(backend, loaded, scan, run)
+    tic = time.perf_counter()
+    result = reconstruct(backend, loaded, scan, run)
+    seconds = time.perf_counter() - tic
+    return {'patterns': len(scan), 'seconds': round(seconds, 3),
+            'patterns_per_s': round(len(scan) / seconds, 1),
+            'timings': {k: round(v, 3) for k, v in result.timings.items()}}
+
+
 # ------------------------------------------------------------------------------ pytorch
 def bench_pytorch(N: int, sizes: list[int], scan: Any, args: argparse.Namespace
                   ) -> dict[str, Any]:
     import torch
 
-    from ptycho.config.config import InferenceConfig, ModelConfig, TrainingConfig
-    from ptycho.workflows.contract import LoadedModel, reconstruct
+    from ptycho.config.config import ModelConfig, TrainingConfig
+    from ptycho.workflows.contract import LoadedModel
     from ptycho_torch import config_bridge
     from ptycho_torch.backend import TorchBackend
     from ptycho_torch.inference import resolve_device
@@ -153,17 +170,8 @@ def bench_pytorch(N: int, sizes: list[int], scan: Any, args: argparse.Namespace
         module.eval()
         loaded = LoadedModel('pytorch', config, module.intensity_scale, None,
                              {'lightning_module': module, 'diffraction_to_obj': infer})
-        backend = TorchBackend()
-        best = max(row['with_backprojection'], key=row['with_backprojection'].get)
-        run = InferenceConfig(model=config.model, backend='pytorch', batch_size=best,
-                              device=str(device))
-        reconstruct(backend, loaded, scan, run)  # warm-up
-        tic = time.perf_counter()
-        result = reconstruct(backend, loaded, scan, run)
-        seconds = time.perf_counter() - tic
-        row['end_to_end'] = {'patterns': len(scan), 'seconds': round(seconds, 3),
-                             'patterns_per_s': round(len(scan) / seconds, 1),
-                             'timings': {k: round(v, 3) for k, v in result.timings.items()}}
+        row['end_to_end'] = end_to_end(TorchBackend(), loaded, scan, str(device),
+                                       row['with_backprojection'])
         out[label] = row
     return out
 
@@ -174,11 +182,11 @@ def bench_tensorflow(N: int, sizes: list[int], scan: Any, args: argparse.Namespa
     import numpy as np
     import tensorflow as tf
 
-    from ptycho.config.config import InferenceConfig, ModelConfig, TrainingConfig
+    from ptycho.config.config import ModelConfig, TrainingConfig
     from ptycho.model import create_model
     from ptycho.tf.backend import TensorFlowBackend
     from ptycho.train_pinn import compile_models
-    from ptycho.workflows.contract import LoadedModel, reconstruct
+    from ptycho.workflows.contract import LoadedModel
 
     gpus = tf.config.list_physical_devices('GPU')
     device = 'cuda:0' if gpus else 'cpu'
@@ -218,17 +226,8 @@ def bench_tensorflow(N: int, sizes: list[int], scan: Any, args: argparse.Namespa
         train_inputs = [X, offsets, models.backprojection_features(X, offsets)]
         row['train'] = _rate(train_batch, lambda: trainee.train_on_batch(train_inputs, X), 3)
     loaded = LoadedModel('tensorflow', config, float(models.intensity_scale), None, models)
-    best = max(row['with_backprojection'], key=row['with_backprojection'].get)
-    run = InferenceConfig(model=config.model, backend='tensorflow', batch_size=best,
-                          device=device)
-    backend = TensorFlowBackend()
-    reconstruct(backend, loaded, scan, run)
-    tic = time.perf_counter()
-    result = reconstruct(backend, loaded, scan, run)
-    seconds = time.perf_counter() - tic
-    row['end_to_end'] = {'patterns': len(scan), 'seconds': round(seconds, 3),
-                         'patterns_per_s': round(len(scan) / seconds, 1),
-                         'timings': {k: round(v, 3) for k, v in result.timings.items()}}
+    row['end_to_end'] = end_to_end(TensorFlowBackend(), loaded, scan, device,
+                                   row['with_backprojection'])
     out['float32'] = row
     return out
 
