@@ -35,6 +35,7 @@ from ptycho.config.config import (
     save_yaml,
 )
 from ptycho.progress import ENV as PROGRESS_ENV
+from ptycho.workflows.training_files import checkpoint_path
 
 logger = logging.getLogger('ptycho.cli')
 
@@ -43,7 +44,6 @@ EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-CHECKPOINT = Path('checkpoints') / 'last.ckpt'
 
 
 class UsageError(Exception):
@@ -107,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    'resolved config is saved as OUTPUT_DIR/config.yaml.')
     p.add_argument('--config', type=Path, help='YAML file with TrainingConfig fields')
     p.add_argument('--resume', action='store_true',
-                   help=f'continue from OUTPUT_DIR/{CHECKPOINT} (pytorch backend); without '
-                        f'--config, OUTPUT_DIR/config.yaml of that run is the base')
+                   help='continue from the checkpoint of the last completed epoch, '
+                        'OUTPUT_DIR/checkpoints/last.ckpt (pytorch) or last.npz (tensorflow); '
+                        'without --config, OUTPUT_DIR/config.yaml of that run is the base')
     add_config_flags(p, TrainingConfig)
     _common(p)
 
@@ -456,11 +457,8 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise UsageError('train: no training data; give --train-data FILE (NPZ, or Ptychodus '
                          'diffraction.h5 + product.h5)')
     output_dir = Path(config.output_dir)
-    checkpoint = output_dir / CHECKPOINT
+    checkpoint = checkpoint_path(output_dir, config.backend)
     if args.resume:
-        if config.backend != 'pytorch':
-            raise UsageError(f'--resume needs the pytorch backend (it continues from '
-                             f'{checkpoint}); this run uses backend={config.backend}')
         if not checkpoint.exists():
             raise FileNotFoundError(f'{checkpoint}: no checkpoint to resume from (train '
                                     f'without --resume first)')
@@ -486,7 +484,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if isinstance(exc, SystemExit) and not guard.fired:
             raise
         raise TrainingInterrupted(_interrupt_message(
-            checkpoint, argv, config.backend, resumed=args.resume, started=wall_start)) from None
+            checkpoint, argv, resumed=args.resume, started=wall_start)) from None
     elapsed = time.perf_counter() - start
     if not trained.primary:
         return EXIT_OK  # another process of a DDP run: rank 0 writes the outputs
@@ -512,12 +510,10 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
-def _interrupt_message(checkpoint: Path, argv: Sequence[str], backend: str, *, resumed: bool,
+def _interrupt_message(checkpoint: Path, argv: Sequence[str], *, resumed: bool,
                        started: float) -> str:
-    """What Ctrl-C left behind; a checkpoint older than this run counts only when resuming."""
-    if backend != 'pytorch':
-        return (f'training interrupted; the {backend} backend keeps no resumable checkpoint '
-                f'(train with --backend pytorch to be able to resume)')
+    """What Ctrl-C left behind in the backend's ``checkpoint`` (both keep one per epoch);
+    a checkpoint older than this run counts only when resuming."""
     if checkpoint.exists() and (resumed or checkpoint.stat().st_mtime >= started):
         return (f'training interrupted; the last completed epoch is saved in {checkpoint}. '
                 f'Resume with: {_resume_command(argv)}')

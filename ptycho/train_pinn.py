@@ -5,14 +5,22 @@ PINN (or supervised) loss and fits it. Validation uses the test container when g
 otherwise a seeded random ``validation_split`` of the training groups. A non-finite loss
 stops training at once: the weights of the last finite epoch are restored and
 :class:`NonFiniteLossError` is raised, so nothing downstream silently saves a broken model.
+
+Beside the run (``config.output_dir``; :mod:`ptycho.workflows.training_files`): the
+training log ``config.logger`` chooses (:mod:`ptycho.tf.training_logs`) and, after every
+epoch, the resumable checkpoint ``checkpoints/last.npz`` (:mod:`ptycho.tf.checkpoint`)
+that ``resume_from`` continues from.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -20,9 +28,12 @@ import numpy as np
 import tensorflow as tf
 
 from ptycho.atomic import remove_stale_temporaries
-from ptycho.config.config import TrainingConfig
+from ptycho.config.config import TrainingConfig, to_dict
 from ptycho.loader import PtychoDataContainer
 from ptycho.model import PtychoModels, pinn_loss, supervised_loss, supervised_targets
+from ptycho.tf.checkpoint import EpochCheckpoint, TrainingState, load_state, restore_model
+from ptycho.tf.training_logs import learning_rate, logger_callbacks
+from ptycho.workflows.training_files import CHECKPOINT_DIR, checkpoint_path, uses_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +92,7 @@ class _NonFiniteGuard(keras.callbacks.Callback):
                 self.model.stop_training = True
                 return
             self.good_weights = self.model.get_weights()
-            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            lr = learning_rate(self.model)
             logger.info('epoch %d/%d: loss %.6g%s lr %.3g', epoch + 1, self.nepochs,
                         float(logs.get('loss', float('nan'))),
                         '' if val is None else f' val_loss {float(val):.6g}', lr)
@@ -128,9 +139,12 @@ def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def _training_batches(x: list[np.ndarray], y: np.ndarray, batch_size: int, seed: int
-                      ) -> tf.data.Dataset:
+def _training_batches(x: list[np.ndarray], y: np.ndarray, batch_size: int, seed: int,
+                      skip_epochs: int = 0) -> tf.data.Dataset:
     """Endless shuffled batches of ``(tuple(x), y)``; fit with ``steps_per_epoch``.
+
+    ``skip_epochs``: start at that epoch's order, as a resumed run must (the orders of the
+    skipped epochs are drawn, which is cheap: indices only, no rows gathered).
 
     Keras then keeps one iterator for the whole fit. Given numpy arrays, it made a new one
     at each epoch start, and dropping the old one stalled ~9 s in about half the epochs on
@@ -152,7 +166,10 @@ def _training_batches(x: list[np.ndarray], y: np.ndarray, batch_size: int, seed:
     def gather(index: tf.Tensor) -> tuple[tuple[tf.Tensor, ...], tf.Tensor]:
         return tuple(tf.gather(t, index) for t in inputs), tf.gather(targets, index)
 
-    return order.batch(batch_size).map(gather).repeat().prefetch(2)
+    batches = order.batch(batch_size).repeat()
+    if skip_epochs:
+        batches = batches.skip(skip_epochs * math.ceil(len(y) / batch_size))
+    return batches.map(gather).prefetch(2)
 
 
 def lr_plateau_callback(config: TrainingConfig, monitor: str
@@ -168,12 +185,22 @@ def lr_plateau_callback(config: TrainingConfig, monitor: str
         min_lr=MIN_LR, verbose=1 if config.debug else 0)
 
 
+def early_stopping_callback(config: TrainingConfig, monitor: str
+                            ) -> keras.callbacks.EarlyStopping:
+    """Stop after ``early_stopping_patience`` epochs in a row without a lower ``monitor``;
+    training ends with the best epoch's weights (the PyTorch backend's rule,
+    :func:`ptycho_torch.workflows.training.early_stopping_callbacks`)."""
+    return keras.callbacks.EarlyStopping(
+        monitor=monitor, patience=config.early_stopping_patience, min_delta=0.0, mode='min',
+        restore_best_weights=True, verbose=1 if config.debug else 0)
+
+
 def compile_models(models: PtychoModels, config: TrainingConfig,
                    model: keras.Model | None = None) -> None:
     """Attach optimizer and loss to ``model`` (default the autoencoder; Adam at
     ``config.learning_rate``)."""
     if config.model.model_type == 'supervised':
-        loss = supervised_loss
+        loss = supervised_loss(config.realspace_mae_weight, config.realspace_weight)
     else:
         loss = pinn_loss(models.s0, config.nll_weight, config.mae_weight)
     (model or models.autoencoder).compile(optimizer=keras.optimizers.Adam(config.learning_rate),
@@ -190,10 +217,30 @@ def _with_cached_input(models: PtychoModels, inputs: list[np.ndarray]) -> list[n
     return [*inputs, features]
 
 
+def _resume_state(resume_from: str | os.PathLike[str] | None, config: TrainingConfig,
+                  steps_per_epoch: int) -> TrainingState | None:
+    """The checkpoint to continue from (None: a fresh run), with what it means logged."""
+    if resume_from is None:
+        return None
+    state = load_state(resume_from)
+    if state.steps_per_epoch != steps_per_epoch:
+        logger.warning('%s was written with %d steps per epoch, this run has %d (other data, '
+                       'n_groups or batch_size): it continues, but not as the interrupted run '
+                       'would have', state.path, state.steps_per_epoch, steps_per_epoch)
+    if state.epoch >= config.nepochs:
+        logger.info('%s already holds %d epochs (nepochs=%d): nothing left to train',
+                    state.path, state.epoch, config.nepochs)
+    else:
+        logger.info('Resuming from %s after epoch %d of %d', state.path, state.epoch,
+                    config.nepochs)
+    return state
+
+
 def train(models: PtychoModels, train_container: PtychoDataContainer, config: TrainingConfig,
           test_container: PtychoDataContainer | None = None,
           callbacks: list[keras.callbacks.Callback] | None = None,
-          max_time: float | timedelta | None = None) -> dict[str, list[float]]:
+          max_time: float | timedelta | None = None,
+          resume_from: str | os.PathLike[str] | None = None) -> dict[str, list[float]]:
     """Fit ``models.autoencoder``; return ``{'train_loss': [...], 'val_loss': [...]}`` per epoch.
 
     With a back-projection input and a fixed probe the fit runs on
@@ -201,13 +248,24 @@ def train(models: PtychoModels, train_container: PtychoDataContainer, config: Tr
     ``max_time`` (seconds or a timedelta) stops training once that much time has passed,
     data preparation included.
 
+    With a real ``config.output_dir`` (not ``''``/``'.'``) the log ``config.logger`` chooses
+    is written there and, after every epoch, ``checkpoints/last.npz``. ``resume_from``: such
+    a checkpoint; training continues after its epoch up to ``nepochs`` (the model, the
+    optimizer, the data order, the plateau and early-stopping counters as they were), and
+    the history returned starts with the checkpoint's.
+
     Raises :class:`NonFiniteLossError` (weights restored to the last finite epoch) when the
     loss becomes NaN/Inf. Temporaries a killed earlier run left in ``config.output_dir``
-    are removed first (every TensorFlow training entry comes through here).
+    and its checkpoints folder are removed first (every TensorFlow training entry comes
+    through here).
     """
     started = time.perf_counter()
-    if config.output_dir.is_dir():
-        remove_stale_temporaries(config.output_dir)
+    run_dir = Path(config.output_dir) if uses_output_dir(config.output_dir) else None
+    if resume_from is not None and run_dir is None:
+        raise ValueError(f'resume: TrainingConfig.output_dir is unset ({str(config.output_dir)!r})'
+                         f'; a resumed run keeps writing its checkpoint there')
+    if run_dir is not None and run_dir.is_dir():
+        remove_stale_temporaries(run_dir, run_dir / CHECKPOINT_DIR)
     model_type = config.model.model_type
     trainee = models.cached_input_model or models.autoencoder
     x_all = _inputs(train_container)
@@ -228,44 +286,67 @@ def train(models: PtychoModels, train_container: PtychoDataContainer, config: Tr
         if len(held):
             validation = ([a[held] for a in x_all], y_all[held])
     monitor = 'val_loss' if validation is not None else 'loss'
+    steps_per_epoch = math.ceil(len(y_train) / config.batch_size)
 
     compile_models(models, config, trainee)
+    model_config = json.loads(json.dumps(to_dict(config.model), default=str))
+    state = _resume_state(resume_from, config, steps_per_epoch)
+    if state is not None:
+        restore_model(state, trainee, model_config)
     guard = _NonFiniteGuard(config.nepochs)
     cbs: list[keras.callbacks.Callback] = [guard]
+    logs = logger_callbacks(config, run_dir) if run_dir is not None else []
+    cbs.extend(logs)  # before the plateau rule: they log the rate the epoch ran with
+    plateau = early = None
     if config.lr_plateau_patience > 0:
-        cbs.append(lr_plateau_callback(config, monitor))
+        plateau = lr_plateau_callback(config, monitor)
+        cbs.append(plateau)
     if config.early_stopping_patience > 0:
-        cbs.append(keras.callbacks.EarlyStopping(
-            monitor=monitor, patience=config.early_stopping_patience,
-            restore_best_weights=True, verbose=1 if config.debug else 0))
+        early = early_stopping_callback(config, monitor)
+        cbs.append(early)
+    if run_dir is not None:  # after the plateau and early-stopping rules: their state in it
+        cbs.append(EpochCheckpoint(checkpoint_path(run_dir, 'tensorflow'),
+                                   model_config=model_config, steps_per_epoch=steps_per_epoch,
+                                   failed=lambda: guard.failure is not None, plateau=plateau,
+                                   early_stopping=early, resume_from=state))
     if max_time is not None:  # the budget includes the data preparation above
         seconds = max_time.total_seconds() if isinstance(max_time, timedelta) else float(max_time)
         cbs.append(_TimeLimit(max(seconds - (time.perf_counter() - started), 1.0)))
     cbs.extend(callbacks or [])
 
-    logger.info('Training TensorFlow PtychoPINN: %d groups (%d validation), %d epochs, '
+    first = 0 if state is None else state.epoch
+    logger.info('Training TensorFlow PtychoPINN: %d groups (%d validation), %d epochs%s, '
                 'batch %d', len(y_train), 0 if validation is None else len(validation[1]),
-                config.nepochs, config.batch_size)
-    fit = trainee.fit(
-        _training_batches(x_train, y_train, config.batch_size, config.seed),
-        steps_per_epoch=math.ceil(len(y_train) / config.batch_size), epochs=config.nepochs,
-        shuffle=False,  # the dataset reshuffles itself; Keras would warn it ignores this
-        # numpy validation data: no stall measured (the eval iterator is rebuilt anyway)
-        validation_data=None if validation is None else (tuple(validation[0]), validation[1]),
-        validation_batch_size=config.batch_size,
-        callbacks=cbs, verbose=2 if config.debug else 0)
+                config.nepochs, f' from epoch {first + 1}' if 0 < first < config.nepochs else '',
+                config.batch_size)
+    try:
+        fit = trainee.fit(
+            _training_batches(x_train, y_train, config.batch_size, config.seed, first),
+            steps_per_epoch=steps_per_epoch, epochs=config.nepochs, initial_epoch=first,
+            shuffle=False,  # the dataset reshuffles itself; Keras would warn it ignores this
+            # numpy validation data: no stall measured (the eval iterator is rebuilt anyway)
+            validation_data=None if validation is None else (tuple(validation[0]),
+                                                             validation[1]),
+            validation_batch_size=config.batch_size,
+            callbacks=cbs, verbose=2 if config.debug else 0)
+    except BaseException as exc:
+        for callback in logs:
+            if hasattr(callback, 'finish'):
+                callback.finish('KILLED' if isinstance(exc, KeyboardInterrupt) else 'FAILED')
+        raise
     raw = fit.history
     n_good = len(raw.get('loss', []))
-    history = {'train_loss': [float(v) for v in raw.get('loss', [])],
-               'val_loss': [float(v) for v in raw.get('val_loss', [])]}
+    before = state.history if state is not None else {}
+    history = {key: [*before.get(key, []), *(float(v) for v in raw.get(name, []))]
+               for key, name in (('train_loss', 'loss'), ('val_loss', 'val_loss'))}
     if guard.failure is not None:
         if guard.good_weights is not None:
             trainee.set_weights(guard.good_weights)
         finite = {k: [v for v in vals if math.isfinite(v)] for k, vals in history.items()}
         raise NonFiniteLossError(
             f'TensorFlow training stopped: {guard.failure}. The weights after the last finite '
-            f'epoch ({len(finite["train_loss"])} of {n_good} completed) were restored. Lower '
-            f'learning_rate (now {config.learning_rate}) or check the data for NaN/Inf or bad '
-            f'normalisation.',
+            f'epoch ({len(finite["train_loss"])} of {first + n_good} completed) were restored. '
+            f'Lower learning_rate (now {config.learning_rate}) or check the data for NaN/Inf '
+            f'or bad normalisation.',
             finite)
     return history

@@ -93,10 +93,10 @@ def test_cancel_saves_nothing(name: str, scans, tmp_path: Path) -> None:
 
 def test_an_option_a_backend_cannot_honour_is_named(scans, tmp_path: Path) -> None:
     train, _ = scans
-    with pytest.raises(UnsupportedOption, match='resume is not supported by the tensorflow '
-                                                'backend'):
-        get_backend('tensorflow').train(train, None, _config('tensorflow', tmp_path),
-                                        resume=True)
+    with pytest.raises(UnsupportedOption, match='devices > 1 with accelerator cpu is not '
+                                                'supported by the tensorflow backend'):
+        get_backend('tensorflow').train(train, None, _config('tensorflow', tmp_path,
+                                                             devices=2))
     assert not any(tmp_path.iterdir())
 
 

@@ -230,7 +230,7 @@ class TrainingConfig(_RunConfig):
     lr_plateau_patience: int = field(default=3,
         metadata={'help': 'halve the learning rate after this many epochs in which the loss did not decrease at all (0 = off)'})
     logger: str = field(default='csv',
-        metadata={'help': 'training logger (pytorch backend): csv, tensorboard, mlflow or none'})
+        metadata={'help': 'training log in OUTPUT_DIR/logs (or mlruns): csv, tensorboard, mlflow or none'})
     accelerator: str = field(default='auto',
         metadata={'help': "where training runs: 'auto' (a GPU when there is one), 'cpu' or 'gpu'"})
     devices: int = field(default=1,

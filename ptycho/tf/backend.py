@@ -17,6 +17,7 @@ from ptycho.config.config import InferenceConfig, TrainingConfig, update_legacy_
 from ptycho.loader import container_from_raw
 from ptycho.workflows.contract import (GroupObjects, LoadedModel, Reconstruction, TrainHooks,
                                        TrainingCancelled, TrainResult, UnsupportedOption)
+from ptycho.workflows.training_files import checkpoint_path, resume_path
 
 NAME = 'tensorflow'
 
@@ -104,15 +105,14 @@ class TensorFlowBackend:
         from ptycho.train_pinn import NonFiniteLossError
         from ptycho.workflows.components import train_cdi_model
 
-        if resume:
-            raise UnsupportedOption('resume', NAME, 'it keeps no resumable checkpoint; train '
-                                    'with the pytorch backend to be able to resume')
         tic = time.perf_counter()
+        resume_from = resume_path(resume, config.output_dir, NAME)
         hook = _keras_hooks(hooks) if hooks is not None else None
         try:
             with training_scope(config):
                 results = train_cdi_model(train_data, test_data, config, max_time=max_time,
-                                          callbacks=[hook] if hook is not None else None)
+                                          callbacks=[hook] if hook is not None else None,
+                                          resume_from=resume_from)
         except NonFiniteLossError as exc:
             good = getattr(exc, 'models', None)
             if good is not None and save_bundle:
@@ -127,8 +127,10 @@ class TensorFlowBackend:
                   if save_bundle else None)
         model = LoadedModel(NAME, config, float(models.intensity_scale), bundle, models)
         history = results['history']
+        checkpoint = checkpoint_path(config.output_dir, NAME)
         return TrainResult(NAME, model, history, len(history.get('train_loss', [])), bundle,
-                           None, time.perf_counter() - tic)
+                           checkpoint if checkpoint.exists() else None,
+                           time.perf_counter() - tic)
 
     def load(self, path: str | os.PathLike[str]) -> LoadedModel:
         from ptycho.workflows.components import load_inference_models

@@ -22,6 +22,7 @@ from ptycho import figures, params, physics, progress
 from ptycho.config.config import InferenceConfig, TrainingConfig, to_dict, update_legacy_dict
 from ptycho.loader import PtychoDataContainer, container_from_raw
 from ptycho.phase_alignment import align_group_phases
+from ptycho.workflows.training_files import uses_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +54,17 @@ def _inference_grouping(config: TrainingConfig | InferenceConfig
 # --------------------------------------------------------------------------- training
 def train_cdi_model(train_data: Any, test_data: Any | None, config: TrainingConfig, *,
                     max_time: float | timedelta | None = None,
-                    callbacks: list[Any] | None = None) -> dict[str, Any]:
+                    callbacks: list[Any] | None = None,
+                    resume_from: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Group and normalise the data, build a fresh model, fit it (for at most ``max_time``).
 
     Returns ``results`` with ``history``, ``models`` (``autoencoder``, ``diffraction_to_obj``
     and ``ptycho_models``, the :class:`ptycho.model.PtychoModels` holding both and the
     trained intensity scale), ``ptycho_models``, ``train_container``,
     ``test_container``, ``intensity_scale``, ``config`` and ``backend``. ``callbacks``:
+    ``resume_from``: a ``checkpoints/last.npz`` to continue from (the model is built afresh,
+    then takes the checkpoint's state; see :func:`ptycho.train_pinn.train`).
+
     extra Keras callbacks for the fit.
     """
     from ptycho.model import create_model
@@ -75,7 +80,7 @@ def train_cdi_model(train_data: Any, test_data: Any | None, config: TrainingConf
     models = create_model(config, train_container.probe)
     try:
         history = train(models, train_container, config, test_container, callbacks=callbacks,
-                        max_time=max_time)
+                        max_time=max_time, resume_from=resume_from)
     except NonFiniteLossError as exc:
         exc.models = models  # weights already restored to the last finite epoch
         exc.config = config
@@ -95,7 +100,7 @@ def train_cdi_model(train_data: Any, test_data: Any | None, config: TrainingConf
 
 def _should_autosave(output_dir: Path | None) -> bool:
     # Ptychodus passes output_dir=Path() ("unused") and saves through model_manager.save.
-    return output_dir is not None and str(output_dir) not in ('', '.')
+    return uses_output_dir(output_dir)
 
 
 def run_cdi_example(train_data: Any, test_data: Any | None, config: TrainingConfig,

@@ -11,7 +11,6 @@ continues from it; the same seed reproduces the same losses and weights on CPU.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import logging
 import math
@@ -33,6 +32,9 @@ from torch import Tensor
 
 from ptycho.atomic import remove_stale_temporaries, write_bytes
 from ptycho.config.config import TrainingConfig, to_dict
+from ptycho.workflows import training_files
+from ptycho.workflows.training_files import (LOG_DIR, MLFLOW_EXPERIMENT, mlflow_tracking_uri,
+                                             require_logger_package)
 from ptycho_torch import config_bridge
 from ptycho_torch.data import PtychoDataContainerTorch, PtychoDataModule, as_torch_container
 from ptycho_torch.model import NonFiniteLossError, PtychoPINN, PtychoPINN_Lightning
@@ -40,8 +42,8 @@ from ptycho_torch.persistence import save_bundle_torch
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = 'checkpoints'
-LAST_CHECKPOINT = 'last.ckpt'
+CHECKPOINT_DIR = training_files.CHECKPOINT_DIR
+LAST_CHECKPOINT = training_files.LAST_CHECKPOINT['pytorch']
 MAX_FEATURE_CACHE_BYTES = 2 * 2 ** 30
 
 
@@ -68,6 +70,59 @@ class LossHistory(Callback):
         self.history.setdefault('val_loss', [])
 
 
+class BestWeights(Callback):
+    """Keep the weights of the epoch with the lowest monitored loss; load them at the end.
+
+    Lightning's ``EarlyStopping`` stops but keeps the last epoch's weights; Keras'
+    ``EarlyStopping(restore_best_weights=True)`` (the TensorFlow backend) ends with the
+    best epoch's. This makes the torch backend end the same way, so the bundle written
+    after training holds the best weights. Improvement means strictly lower, as in both
+    early-stopping rules (``min_delta`` 0). The best state rides in checkpoints, so a
+    resumed run ends as an uninterrupted one.
+    """
+
+    def __init__(self, monitor: str) -> None:
+        self.monitor = monitor
+        self.best: float | None = None
+        self.best_epoch = -1
+        self.weights: dict[str, Tensor] | None = None
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None or not math.isfinite(float(value)):
+            return
+        if self.best is None or float(value) < self.best:
+            self.best, self.best_epoch = float(value), trainer.current_epoch
+            self.weights = {key: tensor.detach().to('cpu', copy=True)
+                            for key, tensor in pl_module.state_dict().items()}
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.weights is None:
+            return
+        pl_module.load_state_dict(self.weights)
+        logger.info('Restored the weights of epoch %d, the lowest %s (%.6g)',
+                    self.best_epoch + 1, self.monitor, self.best)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {'best': self.best, 'best_epoch': self.best_epoch, 'weights': self.weights}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = state_dict.get('best')
+        self.best_epoch = int(state_dict.get('best_epoch', -1))
+        self.weights = state_dict.get('weights')
+
+
+def early_stopping_callbacks(config: TrainingConfig, monitor: str) -> list[Callback]:
+    """``early_stopping_patience`` > 0: stop after that many epochs in a row without a
+    lower ``monitor`` and end with the best epoch's weights (the TensorFlow backend's rule,
+    :func:`ptycho.train_pinn.early_stopping_callback`); none when it is 0."""
+    if config.early_stopping_patience <= 0:
+        return []
+    return [BestWeights(monitor),
+            EarlyStopping(monitor=monitor, patience=config.early_stopping_patience,
+                          min_delta=0.0, mode='min', check_finite=True)]
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written like every other file here, through :mod:`ptycho.atomic`.
 
@@ -89,55 +144,28 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def make_logger(config: TrainingConfig, output_dir: Path) -> Logger | bool:
-    """The experiment logger chosen by ``config.logger``."""
+    """The experiment logger chosen by ``config.logger`` (layout:
+    :mod:`ptycho.workflows.training_files`, the same as the TensorFlow backend's)."""
     kind = config.logger
     if kind == 'none':
         return False
     if kind == 'csv':
-        return CSVLogger(save_dir=str(output_dir), name='logs')
+        return CSVLogger(save_dir=str(output_dir), name=LOG_DIR)
     if kind == 'tensorboard':
-        if importlib.util.find_spec('tensorboard') is None and \
-                importlib.util.find_spec('tensorboardX') is None:
-            raise RuntimeError("TrainingConfig.logger='tensorboard' needs the 'tensorboard' "
-                               "package, which is not installed (pip install tensorboard), or "
-                               "choose logger='csv', 'mlflow' or 'none'")
+        require_logger_package(kind, 'tensorboard', 'tensorboardX')
         from lightning.pytorch.loggers import TensorBoardLogger
-        return TensorBoardLogger(save_dir=str(output_dir), name='logs')
+        return TensorBoardLogger(save_dir=str(output_dir), name=LOG_DIR)
     if kind == 'mlflow':
-        if importlib.util.find_spec('mlflow') is None:
-            raise RuntimeError("TrainingConfig.logger='mlflow' needs the 'mlflow' package "
-                               "(pip install mlflow-skinny), or choose logger='csv' or 'none'")
+        require_logger_package(kind)
         from lightning.pytorch.loggers import MLFlowLogger
-        uri = os.environ.get('MLFLOW_TRACKING_URI')
-        if not uri:
-            # Local default: a file store beside the run. MLflow 3 keeps that store in
-            # maintenance mode and refuses it unless allowed; the database store needs
-            # sqlalchemy, which mlflow-skinny lacks. Set MLFLOW_TRACKING_URI to use a server.
-            os.environ.setdefault('MLFLOW_ALLOW_FILE_STORE', 'true')
-            uri = (output_dir / 'mlruns').resolve().as_uri()
-        return MLFlowLogger(experiment_name='ptychopinn', tracking_uri=uri)
+        return MLFlowLogger(experiment_name=MLFLOW_EXPERIMENT,
+                            tracking_uri=mlflow_tracking_uri(output_dir))
     raise ValueError(f"TrainingConfig.logger: expected one of ['csv', 'tensorboard', 'mlflow', "
                      f"'none'], found {kind!r}")
 
 
 def checkpoint_path(output_dir: str | os.PathLike[str]) -> Path:
-    return Path(output_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
-
-
-def _resume_path(resume: bool | str | os.PathLike[str], output_dir: Path) -> Path | None:
-    if resume is False or resume is None:
-        return None
-    if resume is True:
-        path = checkpoint_path(output_dir)
-        if not path.exists():
-            logger.warning('resume=True but %s does not exist: training from scratch', path)
-            return None
-        return path
-    path = Path(resume)
-    if not path.exists():
-        raise FileNotFoundError(f'resume: checkpoint {path} not found (expected a Lightning '
-                                f'.ckpt such as {checkpoint_path(output_dir)})')
-    return path
+    return training_files.checkpoint_path(output_dir, 'pytorch')
 
 
 @contextlib.contextmanager
@@ -180,9 +208,7 @@ def build_trainer(config: TrainingConfig, output_dir: Path, monitor: str,
     ]
     if exp_logger is not False:
         callbacks.append(LearningRateMonitor(logging_interval='epoch'))
-    if config.early_stopping_patience > 0:
-        callbacks.append(EarlyStopping(monitor=monitor, patience=config.early_stopping_patience,
-                                       check_finite=True))
+    callbacks += early_stopping_callbacks(config, monitor)
     callbacks += extra_callbacks or []
     return pl.Trainer(
         max_epochs=config.nepochs, max_time=max_time, deterministic=True,
@@ -280,7 +306,7 @@ def prepare_training(train_data: Any, test_data: Any | None, config: TrainingCon
         trainer = build_trainer(config, output_dir, module.monitor, max_time, history,
                                 extra_callbacks, batches, datamodule.has_validation)
     return TrainingSession(config, module, datamodule, trainer, history, output_dir,
-                           _resume_path(resume, output_dir))
+                           training_files.resume_path(resume, output_dir, 'pytorch'))
 
 
 def run_training(session: TrainingSession, *, save_bundle: bool = True) -> dict[str, Any]:

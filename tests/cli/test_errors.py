@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from cli_helpers import assert_user_error, run_cli
 
@@ -40,10 +41,13 @@ def test_patch_size_mismatch(tmp_path: Path, small_sim: Path) -> None:
     assert_user_error(result, '64', '128')
 
 
-def test_resume_without_checkpoint(tmp_path: Path, small_sim: Path) -> None:
-    result = run_cli('train', '--train-data', small_sim, '--backend', 'pytorch', '--resume',
+@pytest.mark.parametrize('backend,checkpoint', [('pytorch', 'last.ckpt'),
+                                                ('tensorflow', 'last.npz')])
+def test_resume_without_checkpoint(tmp_path: Path, small_sim: Path, backend: str,
+                                   checkpoint: str) -> None:
+    result = run_cli('train', '--train-data', small_sim, '--backend', backend, '--resume',
                      '--output-dir', tmp_path / 'fresh', cwd=tmp_path)
-    assert_user_error(result, 'last.ckpt')
+    assert_user_error(result, checkpoint)
 
 
 def test_infer_without_bundle(tmp_path: Path, small_sim: Path) -> None:

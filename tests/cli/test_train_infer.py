@@ -112,7 +112,8 @@ def test_pytorch_train_infer_resume_interrupt(tmp_path: Path, small_sim: Path,
 
 def test_tensorflow_train_infer_on_ptychodus_files(tmp_path: Path, small_sim: Path,
                                                    small_sim_test: Path) -> None:
-    """Ptychodus' own diffraction.h5 + product.h5 in, product-out.h5 that Ptychodus reads."""
+    """Ptychodus' own diffraction.h5 + product.h5 in, product-out.h5 that Ptychodus reads;
+    --resume continues the TensorFlow run from checkpoints/last.npz."""
     _needs('tensorflow')
     pytest.importorskip('ptychodus')
     from ptychodus.api.io import load_product
@@ -131,6 +132,17 @@ def test_tensorflow_train_infer_on_ptychodus_files(tmp_path: Path, small_sim: Pa
     assert (out / 'wts.h5.zip').exists() and (out / 'loss_curve.png').exists()
     assert not debris.exists()  # cleared when training started
     assert_no_temporaries(out)
+    assert_no_temporaries(out / 'checkpoints')
+    assert str(out / 'checkpoints' / 'last.npz') in result.stdout
+    history = json.loads((out / 'history.json').read_text())
+
+    # Resume: one more epoch on top of the first, history continued (the run's own
+    # config.yaml is the base).
+    result = run_cli('train', '--output-dir', out, '--nepochs', 2, '--resume', cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    resumed = json.loads((out / 'history.json').read_text())
+    assert len(resumed['train_loss']) == 2
+    assert resumed['train_loss'][0] == pytest.approx(history['train_loss'][0])
 
     inferred = tmp_path / 'inferred'
     result = run_cli('infer', '--model', out, '--test-data', test_dir / 'diffraction.h5',

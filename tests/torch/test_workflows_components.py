@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -134,17 +133,29 @@ def test_truncated_bundle_is_rejected_naming_the_file(two_epoch_run, tmp_path):
         load_inference_bundle_torch(tmp_path / 'missing')
 
 
-def test_tensorboard_logger_names_missing_package(tmp_path):
+def test_tensorboard_logger_names_missing_package(tmp_path, monkeypatch):
     pytest.importorskip('lightning')
-    if shutil.which('tensorboard') or _has('tensorboard') or _has('tensorboardX'):
-        pytest.skip('tensorboard is installed')
-    with pytest.raises(RuntimeError, match="'tensorboard' package"):
-        run_cdi_example_torch(tiny_raw(), None, tiny_config(tmp_path, logger='tensorboard'))
-
-
-def _has(name: str) -> bool:
     import importlib.util
-    return importlib.util.find_spec(name) is not None
+
+    from ptycho_torch.workflows.training import make_logger
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *rest: None if name in (
+        'tensorboard', 'tensorboardX') else real(name, *rest))
+    with pytest.raises(RuntimeError, match="'tensorboard' package"):
+        make_logger(tiny_config(tmp_path, logger='tensorboard'), tmp_path)
+
+
+def test_tensorboard_logger_writes_events(tmp_path):
+    pytest.importorskip('tensorboard')
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_cdi_example_torch(tiny_raw(), None, tiny_config(tmp_path, nepochs=2,
+                                                        logger='tensorboard'))
+    [events] = list((tmp_path / 'logs' / 'version_0').glob('events.out.tfevents.*'))
+    accumulator = EventAccumulator(str(events.parent))
+    accumulator.Reload()
+    assert len(accumulator.Scalars('train_loss')) == 2  # one per epoch
 
 
 def test_components_import_does_not_import_tensorflow():
