@@ -58,13 +58,13 @@ def train_cdi_model(train_data: Any, test_data: Any | None, config: TrainingConf
                     resume_from: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Group and normalise the data, build a fresh model, fit it (for at most ``max_time``).
 
+    ``resume_from``: a ``checkpoints/last.npz`` to continue from (the model is built afresh,
+    then takes the checkpoint's state; see :func:`ptycho.train_pinn.train`).
+
     Returns ``results`` with ``history``, ``models`` (``autoencoder``, ``diffraction_to_obj``
     and ``ptycho_models``, the :class:`ptycho.model.PtychoModels` holding both and the
     trained intensity scale), ``ptycho_models``, ``train_container``,
     ``test_container``, ``intensity_scale``, ``config`` and ``backend``. ``callbacks``:
-    ``resume_from``: a ``checkpoints/last.npz`` to continue from (the model is built afresh,
-    then takes the checkpoint's state; see :func:`ptycho.train_pinn.train`).
-
     extra Keras callbacks for the fit.
     """
     from ptycho.model import create_model
