@@ -30,6 +30,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.plugins import TorchCheckpointIO
 from torch import Tensor
 
+from ptycho import progress
 from ptycho.atomic import remove_stale_temporaries, write_bytes
 from ptycho.config.config import TrainingConfig, to_dict
 from ptycho.workflows import training_files
@@ -241,9 +242,11 @@ def backprojection_cache(model: PtychoPINN, data: PtychoDataContainerTorch,
         return None
     offsets = data.local_offsets.to(torch.float32)
     start = time.perf_counter()
-    with torch.no_grad():
-        chunks = [model.backprojection(X[i:i + batch_size], offsets[i:i + batch_size])
-                  for i in range(0, len(X), batch_size)]
+    chunks = []
+    with torch.no_grad(), progress.bar(len(X), 'Back-projection input', 'group') as shown:
+        for i in range(0, len(X), batch_size):
+            chunks.append(model.backprojection(X[i:i + batch_size], offsets[i:i + batch_size]))
+            shown.update(len(chunks[-1]))
     features = torch.cat(chunks) if chunks else X.new_zeros((0, 2 * X.shape[1], *X.shape[2:]))
     logger.info('Back-projection input of %d groups (%d iterations) computed in %.1f s',
                 len(X), model.config.backprojection_iterations, time.perf_counter() - start)
