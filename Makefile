@@ -9,6 +9,7 @@ TORCH_CPU := torch==2.13.0
 TF_CPU := tensorflow-cpu==2.21.0
 DEMO_DIR ?= demo_output
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: venv demo test bench clean
 
@@ -28,8 +29,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	CUDA_VISIBLE_DEVICES="" QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
 
+# BENCH_ARGS=--quality adds the 20-minute quality runs; --quick is a few-minute smoke run.
 bench: $(STAMP)
-	$(PY) bench/run_all.py
+	$(PY) bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

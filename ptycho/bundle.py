@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import math
 import os
 import zipfile
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Any, Mapping
 
 from ptycho import __version__
 from ptycho.atomic import atomic_path, remove_stale_temporaries
-from ptycho.config.config import with_legacy_model_defaults
+from ptycho.config.config import TrainingConfig, as_recorded, from_dict
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +54,10 @@ class Bundle:
 
     @property
     def config(self) -> dict[str, Any]:
-        """The run config, with model settings newer than the bundle at their old values."""
-        config = dict(self.manifest.get('config', {}))
-        if isinstance(config.get('model'), Mapping):
-            config['model'] = with_legacy_model_defaults(config['model'])
-        return config
+        """The run config in today's terms (:func:`ptycho.config.config.as_recorded`: model
+        settings newer than the bundle at their old values, settings that had no effect at
+        their one implemented value)."""
+        return as_recorded(self.manifest.get('config', {}), f'{self.path}:manifest.json')
 
 
 def bundle_path(location: str | os.PathLike[str]) -> Path:
@@ -124,6 +124,9 @@ def read_bundle(location: str | os.PathLike[str], expected_backend: str | None =
         manifest = json.loads(files.pop(MANIFEST_NAME))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f'{path}: {MANIFEST_NAME} is not valid JSON ({exc})') from exc
+    if not isinstance(manifest, dict):
+        raise BundleError(f'{path}: {MANIFEST_NAME}: expected a JSON object of bundle keys, '
+                          f'found {type(manifest).__name__}')
     if manifest.get('format') != FORMAT_NAME:
         raise BundleError(f'{path}: {MANIFEST_NAME} key "format": expected {FORMAT_NAME!r}, '
                           f'found {manifest.get("format")!r}')
@@ -141,7 +144,35 @@ def read_bundle(location: str | os.PathLike[str], expected_backend: str | None =
             f'(bundles are not interchangeable between tensorflow and pytorch)')
     if 'intensity_scale' not in manifest:
         raise BundleError(f'{path}: {MANIFEST_NAME} has no "intensity_scale" key')
-    return Bundle(path=path, manifest=manifest, files=files)
+    scale = manifest['intensity_scale']
+    if (isinstance(scale, bool) or not isinstance(scale, (int, float))
+            or not math.isfinite(scale) or scale <= 0):
+        raise BundleError(f'{path}: {MANIFEST_NAME} key "intensity_scale": expected a finite '
+                          f'number > 0, found {scale!r}')
+    bundle = Bundle(path=path, manifest=manifest, files=files)
+    _check_config(bundle)
+    return bundle
+
+
+def _check_config(bundle: Bundle) -> None:
+    """The manifest's run config is a valid ``TrainingConfig`` and agrees with the
+    manifest's own ``N`` and ``gridsize``."""
+    where = f'{bundle.path}: {MANIFEST_NAME} key "config"'
+    config = bundle.manifest.get('config')
+    if not isinstance(config, dict) or not isinstance(config.get('model'), dict):
+        found = (f'model settings {config.get("model")!r}' if isinstance(config, dict)
+                 else repr(config))
+        raise BundleError(f'{where}: expected the run settings with a "model" mapping, '
+                          f'found {found}')
+    try:
+        model = from_dict(TrainingConfig, bundle.config, source=where).model
+    except ValueError as exc:
+        raise BundleError(str(exc)) from exc
+    for key in ('N', 'gridsize'):
+        recorded = bundle.manifest.get(key)
+        if recorded is not None and recorded != getattr(model, key):
+            raise BundleError(f'{bundle.path}: {MANIFEST_NAME} key "{key}": expected '
+                              f'{getattr(model, key)} (config.model.{key}), found {recorded!r}')
 
 
 def peek_backend(location: str | os.PathLike[str]) -> str:

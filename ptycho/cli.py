@@ -538,7 +538,8 @@ def run_inference(model_dir: Path, test: Any, config: InferenceConfig, *, flip_x
     run = inference_config_for(model, batch_size=config.batch_size,
                                neighbor_count=config.neighbor_count, n_groups=config.n_groups,
                                subsample_seed=config.subsample_seed,
-                               sequential_sampling=config.sequential_sampling)
+                               sequential_sampling=config.sequential_sampling,
+                               device=config.device, debug=config.debug)
     return reconstruct(backend, model, test.raw, run, flip_x=flip_x, flip_y=flip_y,
                        transpose=transpose)
 

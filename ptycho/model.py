@@ -536,14 +536,40 @@ def pinn_loss(s0: float, nll_weight: float = 1.0, mae_weight: float = 0.0):
     return loss
 
 
-def supervised_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-    """``mean|amp - |Y|| + mean|wrap(phase - angle(Y))|``; both stacked [amp, phase] on channels."""
-    C = y_pred.shape[-1] // 2
-    y_true = tf.cast(y_true, tf.float32)
-    amp_err = tf.abs(y_pred[..., :C] - y_true[..., :C])
-    diff = y_pred[..., C:] - y_true[..., C:]
-    phase_err = tf.abs(tf.math.atan2(tf.sin(diff), tf.cos(diff)))
-    return tf.reduce_mean(amp_err, axis=(1, 2, 3)) + tf.reduce_mean(phase_err, axis=(1, 2, 3))
+def supervised_loss(realspace_mae_weight: float = 0.0, realspace_weight: float = 0.0
+                    ) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """The supervised loss between ``[amp, phase]`` (y_pred) and ``[|Y|, angle(Y)]`` (y_true),
+    both stacked on the channel axis:
+
+    ``mean|amp - |Y|| + mean|wrap(phase - angle(Y))|``
+    ``+ realspace_mae_weight * mean(|Re(O - Y)| + |Im(O - Y)|)``
+    ``+ realspace_weight * mean|O - Y|**2`` with ``O = amp * exp(i phase)``;
+
+    per-sample means, so Keras' batch mean is the global mean (the torch backend's
+    ``ptycho_torch.model.supervised_loss`` is the same formula).
+    """
+    def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        C = y_pred.shape[-1] // 2
+        y_true = tf.cast(y_true, tf.float32)
+        amp, phase = y_pred[..., :C], y_pred[..., C:]
+        amp_t, phase_t = y_true[..., :C], y_true[..., C:]
+        axes = (1, 2, 3)
+        diff = phase - phase_t
+        total = (tf.reduce_mean(tf.abs(amp - amp_t), axis=axes)
+                 + tf.reduce_mean(tf.abs(tf.math.atan2(tf.sin(diff), tf.cos(diff))), axis=axes))
+        if realspace_mae_weight or realspace_weight:
+            re = amp * tf.cos(phase) - amp_t * tf.cos(phase_t)
+            im = amp * tf.sin(phase) - amp_t * tf.sin(phase_t)
+            if realspace_mae_weight:
+                total = total + realspace_mae_weight * tf.reduce_mean(
+                    tf.abs(re) + tf.abs(im), axis=axes)
+            if realspace_weight:
+                total = total + realspace_weight * tf.reduce_mean(
+                    tf.square(re) + tf.square(im), axis=axes)
+        return total
+
+    loss.__name__ = 'supervised_loss'
+    return loss
 
 
 def supervised_targets(Y: np.ndarray) -> np.ndarray:

@@ -187,6 +187,71 @@ def find_training_files(input_path: str | os.PathLike[str]) -> TrainingFiles:
         f'Data..."), one .npz file, or {DIFFRACTION_NAME} + {PRODUCT_NAME}')
 
 
+# Datasets Ptychodus 1.7's readers take from each file, with their number of axes (None:
+# the reader accepts several layouts).
+_DIFFRACTION_DATASETS: dict[str, int | None] = {'patterns': 3, 'indexes': 1, 'bad_pixels': 2}
+_PRODUCT_DATASETS: dict[str, int | None] = {
+    'probe_position_indexes': 1, 'probe_position_x_m': 1, 'probe_position_y_m': 1,
+    'probe': None, 'object': None}
+
+
+def _dataset_shapes(path: Path, role: str, wanted: dict[str, int | None]
+                    ) -> dict[str, tuple[int, ...]]:
+    """Shapes of the datasets ``wanted`` in an HDF5 file (opened read-only), or a
+    ``ValueError`` naming the file, the key, what was expected and what was found."""
+    import h5py
+
+    try:
+        h5 = h5py.File(path, 'r')
+    except OSError as exc:
+        raise ValueError(f'{path}: expected a Ptychodus {role} file (HDF5), found a file '
+                         f'HDF5 cannot open ({exc})') from exc
+    with h5:
+        shapes: dict[str, tuple[int, ...]] = {}
+        for key, ndim in wanted.items():
+            item = h5.get(key)
+            if not isinstance(item, h5py.Dataset):
+                found = 'no such dataset' if item is None else f'a {type(item).__name__}'
+                raise ValueError(f'{path}: key {key!r}: expected the dataset of a Ptychodus '
+                                 f'{role} file, found {found} (datasets present: '
+                                 f'{sorted(h5)})')
+            if ndim is not None and item.ndim != ndim:
+                raise ValueError(f'{path}: key {key!r}: expected a {ndim}-D dataset, found '
+                                 f'shape {item.shape}')
+            shapes[key] = tuple(item.shape)
+    return shapes
+
+
+def _check_layouts(diffraction_path: Path, product_path: Path) -> None:
+    """The pair's datasets exist and agree in length, before Ptychodus' readers run (they
+    pair positions with ``zip``, so a short array silently drops scan positions)."""
+    diffraction = _dataset_shapes(diffraction_path, 'diffraction', _DIFFRACTION_DATASETS)
+    count, *pattern = diffraction['patterns']
+    if pattern[0] != pattern[1]:
+        raise ValueError(f'{diffraction_path}: key \'patterns\': expected square patterns, '
+                         f'found {pattern[0]}x{pattern[1]}')
+    if diffraction['indexes'][0] != count:
+        raise ValueError(f'{diffraction_path}: key \'indexes\': expected one scan index per '
+                         f'pattern ({count}), found {diffraction["indexes"][0]}')
+    if list(diffraction['bad_pixels']) != pattern:
+        raise ValueError(f'{diffraction_path}: key \'bad_pixels\': expected a mask of the '
+                         f'pattern shape {tuple(pattern)}, found {diffraction["bad_pixels"]}')
+    product = _dataset_shapes(product_path, 'product', _PRODUCT_DATASETS)
+    positions = product['probe_position_indexes'][0]
+    for key in ('probe_position_x_m', 'probe_position_y_m'):
+        if product[key][0] != positions:
+            raise ValueError(f'{product_path}: key {key!r}: expected one value per entry of '
+                             f'\'probe_position_indexes\' ({positions}), found {product[key][0]}')
+    if positions == 0:
+        raise ValueError(f'{product_path}: key \'probe_position_indexes\': expected at least '
+                         f'one scan position, found none')
+    probe = product['probe']
+    if len(probe) < 2 or list(probe[-2:]) != pattern:
+        raise ValueError(f'{product_path}: key \'probe\': expected probes of the pattern size '
+                         f'{pattern[0]}x{pattern[1]} (of {diffraction_path.name}) in the last '
+                         f'two axes, found shape {probe}')
+
+
 def read_pair(path: str | os.PathLike[str]) -> PtychodusScan:
     """Read a Ptychodus diffraction/product pair into the NPZ contract's ``RawData``.
 
@@ -201,6 +266,7 @@ def read_pair(path: str | os.PathLike[str]) -> PtychodusScan:
     from ptycho.raw_data import RawData
 
     diffraction_path, product_path = find_pair(path)
+    _check_layouts(diffraction_path, product_path)
     try:
         data = load_diffraction_data(diffraction_path)
     except (KeyError, OSError, ValueError) as exc:
@@ -212,13 +278,18 @@ def read_pair(path: str | os.PathLike[str]) -> PtychodusScan:
 
     indexes = np.asarray(data.get_indexes())
     patterns = np.asarray(data.get_patterns())
+    unique, counts_of = np.unique(indexes, return_counts=True)
+    if len(unique) < len(indexes):
+        raise ValueError(f'{diffraction_path}: key \'indexes\': expected one pattern per scan '
+                         f'index, found repeated indexes {unique[counts_of > 1][:5].tolist()}')
     row_of = {int(index): row for row, index in enumerate(indexes)}
     positions = product.probe_positions
     wanted = np.asarray(positions.get_indexes())
     missing = [int(i) for i in wanted if int(i) not in row_of]
     if missing:
-        raise ValueError(f'{diffraction_path}: key "indexes": no pattern for scan indexes '
-                         f'{missing[:5]} listed in {product_path} ({len(missing)} missing)')
+        raise ValueError(f'{diffraction_path}: key \'indexes\': expected a pattern for every '
+                         f'scan index listed in {product_path}, found none for '
+                         f'{missing[:5]} ({len(missing)} of {len(wanted)} missing)')
     rows = np.array([row_of[int(i)] for i in wanted], dtype=np.intp)
     if len(rows) < len(indexes):
         logger.info('%s: using %d of %d patterns (those with a position in %s)',
@@ -230,6 +301,12 @@ def read_pair(path: str | os.PathLike[str]) -> PtychodusScan:
         counts = inpaint_bad_pixels(counts, bad_pixels)
 
     geometry = product.object_.get_geometry()
+    for key, coords in (('probe_position_x_m', [p.x_m for p in positions]),
+                        ('probe_position_y_m', [p.y_m for p in positions])):
+        bad = int(np.count_nonzero(~np.isfinite(np.asarray(coords, np.float64))))
+        if bad:
+            raise ValueError(f'{product_path}: key {key!r}: expected finite positions, found '
+                             f'{bad} NaN/Inf value(s)')
     # Ptychodus stores detector counts, always: say so instead of letting a heuristic guess.
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', UserWarning)  # RawData also logs the conversion

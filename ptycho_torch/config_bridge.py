@@ -110,12 +110,6 @@ def to_torch_training(config: core.TrainingConfig) -> tcfg.TrainingConfig:
         accelerator=config.accelerator, num_workers=config.num_workers, debug=config.debug)
 
 
-def to_torch_inference(config: core.InferenceConfig) -> tcfg.InferenceConfig:
-    """Shared ``InferenceConfig`` -> torch ``InferenceConfig``."""
-    return tcfg.InferenceConfig(batch_size=config.batch_size, model_path=config.model_path,
-                                output_dir=Path(config.output_dir), debug=config.debug)
-
-
 def to_torch(config: core.TrainingConfig) -> tuple[tcfg.DataConfig, tcfg.ModelConfig,
                                                    tcfg.TrainingConfig]:
     """All torch dataclasses of a shared training config."""

@@ -340,6 +340,25 @@ def poisson_nll(pred_intensity: Tensor, X: Tensor, s0: float) -> Tensor:
     return torch.mean(lam - y * torch.log(lam + POISSON_EPS)) / (s0 * s0)
 
 
+def supervised_loss(amp: Tensor, phase: Tensor, Y: Tensor, realspace_mae_weight: float = 0.0,
+                    realspace_weight: float = 0.0) -> Tensor:
+    """``mean|amp - |Y|| + mean|wrap(phase - angle(Y))|``
+    ``+ realspace_mae_weight * mean(|Re(O - Y)| + |Im(O - Y)|)``
+    ``+ realspace_weight * mean|O - Y|**2`` with ``O = amp * exp(i phase)``.
+
+    The TensorFlow backend's ``ptycho.model.supervised_loss`` is the same formula.
+    """
+    wrapped = torch.remainder(phase - torch.angle(Y) + math.pi, 2 * math.pi) - math.pi
+    loss = torch.mean(torch.abs(amp - torch.abs(Y))) + torch.mean(torch.abs(wrapped))
+    if realspace_mae_weight or realspace_weight:
+        diff = torch.polar(amp, phase) - Y
+        if realspace_mae_weight:
+            loss = loss + realspace_mae_weight * torch.mean(diff.real.abs() + diff.imag.abs())
+        if realspace_weight:
+            loss = loss + realspace_weight * torch.mean(diff.real.square() + diff.imag.square())
+    return loss
+
+
 def _as_dataclass(cls: type, value: Any) -> Any:
     if isinstance(value, cls):
         return value
@@ -375,14 +394,15 @@ def _from_api_configs(data: Any, model: Any, training: Any, inference: Any,
     """This backend's configs from Ptychodus' four PtychoPINN-Torch configs (given as
     dataclasses or as the dicts a checkpoint stores)."""
     from ptycho.config.config import TrainingConfig as CoreTrainingConfig
-    from ptycho.config.config import from_dict, to_dict
+    from ptycho.config.config import as_recorded, from_dict, to_dict
     from ptycho_torch import config_bridge
     from ptycho_torch.api.settings_map import Request
 
     request = Request(*(_as_api(cls, value) for cls, value in zip(
         config_params.CONFIG_CLASSES, (data, model, training, inference)))).check()
     if core_config:
-        core = from_dict(CoreTrainingConfig, dict(core_config), source='checkpoint core_config')
+        core = from_dict(CoreTrainingConfig, as_recorded(core_config, 'checkpoint core_config'),
+                         source='checkpoint core_config')
         wanted = to_dict(request.model_config())
         recorded = to_dict(core.model)
         differ = sorted(k for k, v in wanted.items() if recorded.get(k) != v)
@@ -483,9 +503,8 @@ class PtychoPINN_Lightning(pl.LightningModule):
             if 'Y' not in batch:
                 raise ValueError('supervised mode: the batch has no ground-truth patches "Y" '
                                  '(the dataset needs objectGuess)')
-            Y = batch['Y']
-            wrapped = torch.remainder(phase - torch.angle(Y) + math.pi, 2 * math.pi) - math.pi
-            return torch.mean(torch.abs(amp - torch.abs(Y))) + torch.mean(torch.abs(wrapped))
+            return supervised_loss(amp, phase, batch['Y'], tc.realspace_mae_weight,
+                                   tc.realspace_weight)
         exit_wave = self.model.probe * self.model.exit_patches(obj, offsets)
         loss = X.new_zeros(())
         if tc.nll_weight > 0:

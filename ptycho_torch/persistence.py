@@ -92,6 +92,12 @@ def load_inference_bundle_torch(model_dir: str | os.PathLike[str]
         config = from_dict(TrainingConfig, config_dict, source=f'{bundle.path}:manifest.json')
     except (TypeError, ValueError) as exc:
         raise BundleError(f'{bundle.path}: manifest config is invalid ({exc})') from exc
+    built = module.model_config
+    for key, value in (('N', built.N), ('gridsize', built.grid_size[0])):
+        if getattr(config.model, key) != value:
+            raise BundleError(f'{bundle.path}: manifest.json key "config.model.{key}": expected '
+                              f'{value} (the network in {HPARAMS_FILE}), found '
+                              f'{getattr(config.model, key)!r}')
     models = {'lightning_module': module, 'autoencoder': module,
               'diffraction_to_obj': module.diffraction_to_obj()}
     logger.info('Loaded pytorch model bundle %s (intensity_scale %.6g)', bundle.path,

@@ -2,15 +2,16 @@
 
 The canonical run configuration is :mod:`ptycho.config.config`, shared with TensorFlow and
 Ptychodus. These dataclasses are the torch backend's own view of it, split by concern
-(data, model, training, inference) and named the way the torch code uses them
-(``grid_size``, ``mode``, ``epochs``, ``K``, ``silu``). :mod:`ptycho_torch.config_bridge`
-converts both ways; nothing else should build them from scratch. (The PtychoPINN-Torch
-configuration API that Ptychodus builds is :mod:`ptycho_torch.config_params`.)
+(data, model, training; inference reads the shared ``InferenceConfig`` itself) and named
+the way the torch code uses them (``grid_size``, ``mode``, ``epochs``, ``K``, ``silu``).
+:mod:`ptycho_torch.config_bridge` converts both ways; nothing else should build them from
+scratch. (The PtychoPINN-Torch configuration API that Ptychodus builds is
+:mod:`ptycho_torch.config_params`.)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 MODES: tuple[str, ...] = ('unsupervised', 'supervised')
@@ -84,15 +85,3 @@ class TrainingConfig:
     accelerator: str = 'auto'
     num_workers: int = 0
     debug: bool = False
-
-
-@dataclass
-class InferenceConfig:
-    """Batched reconstruction settings."""
-
-    batch_size: int = 256
-    model_path: Path | None = None
-    output_dir: Path = Path('inference_outputs')
-    accelerator: str = 'auto'
-    debug: bool = False
-    extra: dict = field(default_factory=dict)

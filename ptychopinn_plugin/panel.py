@@ -96,7 +96,6 @@ class PinnDualViewControllerFactory(ReconstructorViewControllerFactory):
         builder.add_check_box(model.probe_big, 'Probe Big', group=group)
         builder.add_check_box(model.pad_object, 'Pad Object', group=group)
         builder.add_check_box(model.probe_mask, 'Probe Mask', group=group)
-        builder.add_decimal_line_edit(model.probe_scale, 'Probe Scale:', group=group)
         builder.add_combo_box(model.input_features, INPUT_FEATURES, 'Network Input:',
                               group=group)
         builder.add_integer_line_edit(model.backprojection_iterations,
@@ -115,6 +114,11 @@ class PinnDualViewControllerFactory(ReconstructorViewControllerFactory):
                                           group=group)
             builder.add_check_box(training.intensity_scale_trainable,
                                   'Train Intensity Scale', group=group)
+        else:
+            builder.add_decimal_line_edit(training.realspace_mae_weight, 'Real-space MAE Weight:',
+                                          group=group)
+            builder.add_decimal_line_edit(training.realspace_weight, 'Real-space MSE Weight:',
+                                          group=group)
         builder.add_integer_line_edit(training.n_groups, 'Groups (0 = all):', group=group)
         builder.add_integer_line_edit(training.neighbor_count, 'Neighbours:', group=group)
         builder.add_integer_line_edit(training.seed, 'Seed:', group=group)

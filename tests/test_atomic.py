@@ -157,9 +157,11 @@ def test_cleanup_of_a_target_leaves_other_targets_temporaries(tmp_path: Path) ->
 
 def test_write_bundle_clears_a_killed_save_first(tmp_path: Path) -> None:
     from ptycho.bundle import BUNDLE_NAME, read_bundle, write_bundle
+    from ptycho.config.config import TrainingConfig, to_dict
 
     leftover = _leftover(tmp_path / BUNDLE_NAME)
-    path = write_bundle(tmp_path, 'pytorch', {'weights.pt': b'w'}, config={},
+    path = write_bundle(tmp_path, 'pytorch', {'weights.pt': b'w'},
+                        config=to_dict(TrainingConfig(backend='pytorch')),
                         intensity_scale=1.0, model_names=['m'])
     assert not leftover.exists() and find_temporaries(tmp_path) == []
     assert read_bundle(path).files == {'weights.pt': b'w'}

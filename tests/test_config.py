@@ -28,9 +28,12 @@ MODEL_ERRORS = [
     ({'probe_big': 'yes'}, 'ModelConfig.probe_big'),
     ({'probe_mask': None}, 'ModelConfig.probe_mask'),
     ({'pad_object': 0}, 'ModelConfig.pad_object'),
-    ({'probe_scale': 0.0}, 'ModelConfig.probe_scale: expected a finite number > 0.0, found 0.0'),
+    ({'probe_scale': 2.0}, 'ModelConfig.probe_scale: expected 4.0 (the probe is normalised by '
+                           'its energy; probe scaling is not implemented), found 2.0'),
     ({'probe_scale': math.inf}, 'ModelConfig.probe_scale'),
     ({'gaussian_smoothing_sigma': -1.0}, 'ModelConfig.gaussian_smoothing_sigma'),
+    ({'gaussian_smoothing_sigma': 1.5}, 'ModelConfig.gaussian_smoothing_sigma: expected 0.0 '
+                                        '(smoothing of the object is not implemented), found 1.5'),
 ]
 
 TRAINING_ERRORS = [
@@ -51,6 +54,11 @@ TRAINING_ERRORS = [
     ({'neighbor_count': 0}, 'TrainingConfig.neighbor_count'),
     ({'model': ModelConfig(gridsize=2), 'neighbor_count': 3}, 'TrainingConfig.neighbor_count: expected >= gridsize**2 = 4, found 3'),
     ({'positions_provided': 1}, 'TrainingConfig.positions_provided'),
+    ({'positions_provided': False}, 'TrainingConfig.positions_provided: expected True'),
+    ({'realspace_mae_weight': 0.5}, "TrainingConfig.realspace_mae_weight: expected 0 when "
+                                    "ModelConfig.model_type is not 'supervised'"),
+    ({'realspace_weight': 0.1}, 'TrainingConfig.realspace_weight: expected 0 when'),
+    ({'num_workers': 2}, 'TrainingConfig.num_workers: expected 0 with the tensorflow backend'),
     ({'probe_trainable': None}, 'TrainingConfig.probe_trainable'),
     ({'intensity_scale_trainable': 'true'}, 'TrainingConfig.intensity_scale_trainable'),
     ({'sequential_sampling': 0}, 'TrainingConfig.sequential_sampling'),
@@ -107,6 +115,10 @@ def test_valid_defaults_and_accepted_values():
     for act in ('sigmoid', 'swish', 'silu', 'softplus', 'relu'):
         ModelConfig(amp_activation=act)
     TrainingConfig(model=ModelConfig(model_type='supervised'), nll_weight=0.0, backend='pytorch')
+    TrainingConfig(model=ModelConfig(model_type='supervised'), realspace_mae_weight=0.5,
+                   realspace_weight=1.0)
+    TrainingConfig(backend='pytorch', num_workers=2)
+    ModelConfig(probe_scale=4, gaussian_smoothing_sigma=0)  # Ptychodus' values, any number type
     TrainingConfig(model=ModelConfig(gridsize=2), neighbor_count=4)
 
 
@@ -182,12 +194,12 @@ def test_update_legacy_dict_mapping_and_none_skipping():
     t = TrainingConfig(model=ModelConfig(N=64, gridsize=2, object_big=False, probe_mask=True),
                        train_data_file=Path('tr.npz'), test_data_file=None, n_groups=None,
                        probe_trainable=True, intensity_scale_trainable=False,
-                       positions_provided=False, output_dir=Path('runs/a'), neighbor_count=6,
+                       output_dir=Path('runs/a'), neighbor_count=6,
                        nphotons=1e6)
     update_legacy_dict(cfg, t)
     assert cfg['object.big'] is False and cfg['probe.big'] is True and cfg['probe.mask'] is True
     assert cfg['probe.trainable'] is True and cfg['intensity_scale.trainable'] is False
-    assert cfg['positions.provided'] is False
+    assert cfg['positions.provided'] is True
     assert cfg['output_prefix'] == 'runs/a' and cfg['train_data_file_path'] == 'tr.npz'
     assert cfg['test_data_file_path'] == 'keep.npz' and cfg['n_groups'] == 99  # None skipped
     assert cfg['N'] == 64 and cfg['gridsize'] == 2 and cfg['K'] == 6 and cfg['unrelated'] == 1
@@ -242,6 +254,28 @@ def test_bundles_without_the_newer_model_keys_describe_the_old_network(tmp_path)
     write_bundle(tmp_path, 'pytorch', {}, config=fresh, intensity_scale=1.0, model_names=[])
     model = from_dict(TrainingConfig, read_bundle(tmp_path).config).model
     assert (model.input_features, model.skip_connections) == ('backprojection', True)
+
+
+def test_bundles_with_settings_that_had_no_effect_still_load(tmp_path, caplog):
+    """Values earlier versions accepted and ignored (now refused) load as what was trained."""
+    from ptycho.bundle import read_bundle, write_bundle
+
+    old = to_dict(TrainingConfig(model=ModelConfig(N=64)))
+    old['model'].update(probe_scale=2.0, gaussian_smoothing_sigma=0.5)
+    old.update(positions_provided=False, realspace_weight=0.3, num_workers=4)
+    with pytest.raises(ValueError, match='probe_scale'):
+        from_dict(TrainingConfig, old)
+    write_bundle(tmp_path, 'tensorflow', {}, config=old, intensity_scale=1.0, model_names=[])
+    with caplog.at_level('INFO', logger='ptycho.config.config'):
+        loaded = from_dict(TrainingConfig, read_bundle(tmp_path).config)
+    assert loaded == TrainingConfig(model=ModelConfig(N=64))
+    assert 'model.probe_scale=2.0' in caplog.text and 'num_workers=4' in caplog.text
+    supervised = to_dict(TrainingConfig(model=ModelConfig(N=64, model_type='supervised'),
+                                        realspace_weight=0.3, backend='pytorch', num_workers=2))
+    write_bundle(tmp_path, 'pytorch', {}, config=supervised, intensity_scale=1.0,
+                 model_names=[])
+    kept = from_dict(TrainingConfig, read_bundle(tmp_path).config)
+    assert (kept.realspace_weight, kept.num_workers) == (0.3, 2)
 
 
 def test_default_stitching_crop():

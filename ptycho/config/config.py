@@ -13,6 +13,7 @@ they build anything.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 import math
 import numbers
@@ -45,6 +46,9 @@ ACCELERATORS: tuple[str, ...] = ('auto', 'cpu', 'gpu', 'cuda', 'mps')
 STRATEGIES: tuple[str, ...] = ('auto', 'ddp', 'ddp_spawn')
 PRECISIONS: tuple[str, ...] = ('32-true', 'bf16-mixed')
 _DEVICE = re.compile(r'auto|cpu|cuda(:\d+)?')
+PROBE_SCALE = 4.0
+"""The one ``ModelConfig.probe_scale`` accepted (Ptychodus' default; the probe is normalised
+by its energy instead)."""
 
 Backend = Literal['tensorflow', 'pytorch']
 
@@ -77,17 +81,23 @@ def _check_real(
         _fail(cls_name, name, f'a finite number {low}{high}', value)
 
 
+def _check_fixed(cls_name: str, name: str, value: Any, fixed: Any, why: str) -> None:
+    """A setting kept for Ptychodus' sake that has one implemented value: ``fixed``."""
+    if isinstance(value, bool) != isinstance(fixed, bool) or value != fixed:
+        _fail(cls_name, name, f'{fixed!r} ({why})', value)
+
+
 def _check_bool(cls_name: str, name: str, value: Any) -> None:
     if not isinstance(value, bool):
         _fail(cls_name, name, 'true or false', value)
 
 
-def _as_path(value: Any) -> Path | None:
+def _as_path(value: Any, cls_name: str, name: str) -> Path | None:
     if value is None or isinstance(value, Path):
         return value
     if isinstance(value, (str, os.PathLike)):
         return Path(value)
-    raise ValueError(f'expected a file path, found {value!r}')
+    raise ValueError(f'{cls_name}.{name}: expected a file path, found {value!r}')
 
 
 @dataclass
@@ -112,10 +122,12 @@ class ModelConfig:
         metadata={'help': 'multiply the probe by a disk of radius N/4'})
     pad_object: bool = field(default=True,
         metadata={'help': 'confine the reconstructed object to the central N/2 window of each patch'})
-    probe_scale: float = field(default=4.0,
-        metadata={'help': 'Ptychodus compatibility setting; the probe is normalised by energy (see specs/architecture.md)'})
+    probe_scale: float = field(default=PROBE_SCALE,
+        metadata={'help': 'Ptychodus compatibility setting, fixed at 4.0: the probe is normalised '
+                          'by its energy (specs/architecture.md), so no other value is accepted'})
     gaussian_smoothing_sigma: float = field(default=0.0,
-        metadata={'help': 'Ptychodus compatibility setting; not used by this implementation (must be >= 0)'})
+        metadata={'help': 'Ptychodus compatibility setting, fixed at 0: this implementation has '
+                          'no smoothing of the object, so no other value is accepted'})
     input_features: str = field(default='backprojection',
         metadata={'help': "network input: 'backprojection' (amplitudes plus a physics back-projection "
                           "of the group into object space) or 'amplitude' (the amplitudes only)"})
@@ -126,8 +138,8 @@ class ModelConfig:
     network_precision: str = field(default='float32',
         metadata={'help': "arithmetic of the network's convolutions: 'float32', 'bfloat16' (about "
                           "2x faster on CPUs with AMX/AVX512-BF16 and on recent GPUs; physics and "
-                          "loss stay float32) or 'auto' (bfloat16 where the hardware has it; "
-                          "PyTorch backend only, TensorFlow runs float32)"})
+                          "loss stay float32) or 'auto' (bfloat16 where the hardware has it "
+                          "natively, float32 elsewhere); both backends"})
 
     def __post_init__(self) -> None:
         self.validate()
@@ -145,12 +157,10 @@ class ModelConfig:
         _check_choice(name, 'input_features', self.input_features, INPUT_FEATURES)
         _check_choice(name, 'network_precision', self.network_precision, NETWORK_PRECISIONS)
         _check_int(name, 'backprojection_iterations', self.backprojection_iterations, 1)
-        _check_real(name, 'probe_scale', self.probe_scale, 0.0, open_low=True)
-        _check_real(name, 'gaussian_smoothing_sigma', self.gaussian_smoothing_sigma, 0.0)
-        if self.gaussian_smoothing_sigma > 0:
-            logger.warning('ModelConfig.gaussian_smoothing_sigma=%s is accepted for Ptychodus '
-                           'compatibility but not applied by this implementation',
-                           self.gaussian_smoothing_sigma)
+        _check_fixed(name, 'probe_scale', self.probe_scale, PROBE_SCALE,
+                     'the probe is normalised by its energy; probe scaling is not implemented')
+        _check_fixed(name, 'gaussian_smoothing_sigma', self.gaussian_smoothing_sigma, 0.0,
+                     'smoothing of the object is not implemented')
 
     @property
     def n_channels(self) -> int:
@@ -200,9 +210,12 @@ class TrainingConfig(_RunConfig):
     nll_weight: float = field(default=1.0,
         metadata={'help': 'weight of the Poisson negative log-likelihood loss term (0..1)'})
     realspace_mae_weight: float = field(default=0.0,
-        metadata={'help': 'Ptychodus compatibility loss weight (supervised mode only)'})
+        metadata={'help': 'supervised mode only: weight of the real-space MAE term '
+                          'mean(|Re(O - Y)| + |Im(O - Y)|) between the complex object patches O '
+                          'and the ground truth Y, added to the amplitude/phase loss (0..1)'})
     realspace_weight: float = field(default=0.0,
-        metadata={'help': 'Ptychodus compatibility loss weight (supervised mode only)'})
+        metadata={'help': 'supervised mode only: weight of the real-space MSE term '
+                          'mean|O - Y|^2 added to the amplitude/phase loss (0..1)'})
     nphotons: float = field(default=1e9,
         metadata={'help': 'photons per pattern the normalised data stand for; sets the Poisson scale'})
     n_groups: int | None = field(default=None,
@@ -210,7 +223,8 @@ class TrainingConfig(_RunConfig):
     neighbor_count: int = field(default=4,
         metadata={'help': 'K nearest neighbours a group is drawn from (gridsize > 1)'})
     positions_provided: bool = field(default=True,
-        metadata={'help': 'scan positions are known (always true here)'})
+        metadata={'help': 'Ptychodus compatibility setting, fixed at true: training needs the '
+                          'scan positions (position-free training is not implemented)'})
     probe_trainable: bool = field(default=False,
         metadata={'help': 'refine the probe during training'})
     intensity_scale_trainable: bool = field(default=True,
@@ -245,12 +259,16 @@ class TrainingConfig(_RunConfig):
     precision: str = field(default='32-true',
         metadata={'help': "Lightning training precision: '32-true' or 'bf16-mixed' (pytorch); "
                           "the network's own arithmetic is ModelConfig.network_precision"})
-    num_workers: int = field(default=0, metadata={'help': 'data-loader worker processes'})
+    num_workers: int = field(default=0,
+        metadata={'help': 'data-loader worker processes (pytorch; tensorflow keeps the data in '
+                          'memory as tensors and accepts only 0)'})
 
     def __post_init__(self) -> None:
-        self.train_data_file = _as_path(self.train_data_file)
-        self.test_data_file = _as_path(self.test_data_file)
-        self.output_dir = _as_path(self.output_dir) or Path('training_outputs')
+        name = type(self).__name__
+        self.train_data_file = _as_path(self.train_data_file, name, 'train_data_file')
+        self.test_data_file = _as_path(self.test_data_file, name, 'test_data_file')
+        self.output_dir = (_as_path(self.output_dir, name, 'output_dir')
+                           or Path('training_outputs'))
         self.validate()
 
     def validate(self) -> None:
@@ -261,6 +279,12 @@ class TrainingConfig(_RunConfig):
         _check_real(name, 'learning_rate', self.learning_rate, 0.0, 1.0, open_low=True)
         for weight in ('mae_weight', 'nll_weight', 'realspace_mae_weight', 'realspace_weight'):
             _check_real(name, weight, getattr(self, weight), 0.0, 1.0)
+        if self.model.model_type != 'supervised':
+            for weight in ('realspace_mae_weight', 'realspace_weight'):
+                if getattr(self, weight) != 0:
+                    _fail(name, weight, "0 when ModelConfig.model_type is not 'supervised' "
+                          "(real-space terms compare with ground-truth objects)",
+                          getattr(self, weight))
         if self.model.model_type == 'pinn' and self.nll_weight == 0 and self.mae_weight == 0:
             _fail(name, 'nll_weight/mae_weight', 'at least one positive loss weight', 0.0)
         _check_real(name, 'nphotons', self.nphotons, 0.0, open_low=True)
@@ -273,6 +297,9 @@ class TrainingConfig(_RunConfig):
         for flag in ('positions_provided', 'probe_trainable', 'intensity_scale_trainable',
                      'sequential_sampling'):
             _check_bool(name, flag, getattr(self, flag))
+        _check_fixed(name, 'positions_provided', self.positions_provided, True,
+                     'training needs the scan positions; position-free training is not '
+                     'implemented')
         if self.subsample_seed is not None:
             _check_int(name, 'subsample_seed', self.subsample_seed, 0)
         _check_real(name, 'validation_split', self.validation_split, 0.0, 0.5)
@@ -299,6 +326,10 @@ class TrainingConfig(_RunConfig):
             _fail(name, 'precision', "'32-true' when ModelConfig.network_precision is not "
                   "'float32' (choose one way to run in bfloat16)", self.precision)
         _check_int(name, 'num_workers', self.num_workers, 0)
+        if self.backend == 'tensorflow' and self.num_workers != 0:
+            _fail(name, 'num_workers', '0 with the tensorflow backend (its training data are '
+                  'tensors in memory, with no loader processes; worker processes are a '
+                  'pytorch option)', self.num_workers)
 
     @property
     def seed(self) -> int:
@@ -314,19 +345,23 @@ class InferenceConfig(_RunConfig):
     model_path: Path | None = field(default=None,
         metadata={'help': 'trained model: a bundle directory or its wts.h5.zip'})
     test_data_file: Path | None = field(default=None,
-        metadata={'help': 'optional test/validation data: NPZ per specs/data_contracts.md'})
+        metadata={'help': 'the scan to reconstruct: NPZ per specs/data_contracts.md or a '
+                          'Ptychodus diffraction.h5 + product.h5 pair (ptychopinn infer)'})
     n_groups: int | None = field(default=None,
-        metadata={'help': 'number of groups (samples) to use; none = one per scan position'})
+        metadata={'help': 'number of groups (samples) to reconstruct; none = one per scan '
+                          'position'})
     neighbor_count: int = field(default=4,
         metadata={'help': 'K nearest neighbours a group is drawn from (gridsize > 1)'})
     batch_size: int = field(default=256,
-        metadata={'help': 'samples (groups) per optimisation step'})
+        metadata={'help': 'groups per forward pass'})
     output_dir: Path = field(default=Path('inference_outputs'),
-        metadata={'help': 'directory for checkpoints, the model bundle and figures'})
+        metadata={'help': 'directory for the reconstruction outputs (ptychopinn infer)'})
     backend: str = field(default='tensorflow', metadata={'help': "'tensorflow' or 'pytorch'"})
-    debug: bool = field(default=False, metadata={'help': 'progress bars and verbose logging'})
+    debug: bool = field(default=False,
+        metadata={'help': 'log how the reconstruction ran (groups, batches, device, timings) '
+                          'at INFO level instead of DEBUG'})
     subsample_seed: int | None = field(default=42,
-        metadata={'help': 'seed for grouping, shuffling and initialisation (reproducible runs)'})
+        metadata={'help': 'seed for choosing the groups (random sampling, neighbours)'})
     sequential_sampling: bool = field(default=True,
         metadata={'help': 'take group seed positions in scan order instead of at random'})
     device: str = field(default='auto',
@@ -334,9 +369,11 @@ class InferenceConfig(_RunConfig):
                           "'cuda' or 'cuda:N' (the GPU with index N)"})
 
     def __post_init__(self) -> None:
-        self.model_path = _as_path(self.model_path)
-        self.test_data_file = _as_path(self.test_data_file)
-        self.output_dir = _as_path(self.output_dir) or Path('inference_outputs')
+        name = type(self).__name__
+        self.model_path = _as_path(self.model_path, name, 'model_path')
+        self.test_data_file = _as_path(self.test_data_file, name, 'test_data_file')
+        self.output_dir = (_as_path(self.output_dir, name, 'output_dir')
+                           or Path('inference_outputs'))
         self.validate()
 
     def validate(self) -> None:
@@ -396,16 +433,66 @@ def from_dict(cls: type[_C], data: MutableMapping[str, Any] | dict[str, Any],
         raise ValueError(f'{source}: key "model": expected a mapping, found {model_data!r}')
     known_model = {f.name for f in dataclasses.fields(ModelConfig)}
     known_run = {f.name for f in dataclasses.fields(cls)} - {'model'}
-    unknown = sorted(set(model_data) - known_model) + sorted(set(data) - known_run)
+    unknown_model = sorted(set(model_data) - known_model)
+    unknown = unknown_model + sorted(set(data) - known_run)
     if unknown:
-        raise ValueError(f'{source}: unknown config keys {unknown} for {cls.__name__}')
-    model = ModelConfig(**model_data)
-    return cls(model=model, **data)
+        hints = [f'{key!r} -> {match[0]!r}' for key in unknown
+                 for match in [difflib.get_close_matches(
+                     key, known_model if key in unknown_model else known_run, n=1)] if match]
+        raise ValueError(f'{source}: unknown config keys {unknown} for {cls.__name__} (expected '
+                         f'{cls.__name__} fields, and ModelConfig fields under "model"'
+                         + (f'; did you mean {", ".join(hints)}' if hints else '')
+                         + '; the --help of ptychopinn train and infer lists them)')
+    try:
+        return cls(model=ModelConfig(**model_data), **data)
+    except ValueError as exc:  # the class names the field; say which file it came from
+        raise ValueError(f'{source}: {exc}') from exc
 
 
 def with_legacy_model_defaults(model_data: Mapping[str, Any]) -> dict[str, Any]:
     """``model_data`` with :data:`LEGACY_MODEL_DEFAULTS` filled in where keys are missing."""
     return {**LEGACY_MODEL_DEFAULTS, **dict(model_data)}
+
+
+_NO_EFFECT_MODEL: dict[str, Any] = {'probe_scale': PROBE_SCALE, 'gaussian_smoothing_sigma': 0.0}
+_NO_EFFECT_RUN: dict[str, Any] = {'positions_provided': True}
+
+
+def as_recorded(config: Mapping[str, Any], source: str = '<record>') -> dict[str, Any]:
+    """A run config as a bundle or checkpoint recorded it, in today's terms.
+
+    Model settings newer than the record get the values the recorded network had
+    (:data:`LEGACY_MODEL_DEFAULTS`). Settings that earlier versions accepted without any
+    effect and that are now refused unless at their one implemented value (``probe_scale``,
+    ``gaussian_smoothing_sigma``, ``positions_provided``, real-space weights outside
+    supervised mode, ``num_workers`` with TensorFlow) are set to that value: it describes
+    what was trained, so the model still loads.
+    """
+    data = dict(config)
+    changed: list[str] = []
+
+    def reset(target: dict[str, Any], key: str, value: Any, label: str) -> None:
+        if key in target and target[key] != value:
+            changed.append(f'{label}={target[key]!r}')
+            target[key] = value
+
+    model = data.get('model')
+    if isinstance(model, Mapping):
+        model = with_legacy_model_defaults(model)
+        for key, value in _NO_EFFECT_MODEL.items():
+            reset(model, key, value, f'model.{key}')
+        data['model'] = model
+        if model.get('model_type') != 'supervised':
+            for key in ('realspace_mae_weight', 'realspace_weight'):
+                reset(data, key, 0.0, key)
+    for key, value in _NO_EFFECT_RUN.items():
+        reset(data, key, value, key)
+    if data.get('backend', 'tensorflow') == 'tensorflow':
+        reset(data, 'num_workers', 0, 'num_workers')
+    if changed:
+        logger.info('%s: %s had no effect when this model was trained; loaded as the '
+                    'default', source, ', '.join(changed))
+    return data
 
 
 def save_yaml(config: ModelConfig | AnyConfig, path: str | os.PathLike[str]) -> Path:

@@ -47,7 +47,11 @@ def with_data_size(config: _Config, raw: Any) -> _Config:
 
 def _inference_grouping(config: TrainingConfig | InferenceConfig
                         ) -> TrainingConfig | InferenceConfig:
-    """Test/reconstruction data use every scan position, in scan order."""
+    """After training, test data use every scan position, in scan order; an
+    ``InferenceConfig`` groups as it says (n_groups, sequential_sampling, subsample_seed),
+    as in the torch backend."""
+    if isinstance(config, InferenceConfig):
+        return config
     return dataclasses.replace(config, n_groups=None, sequential_sampling=True)
 
 

@@ -16,6 +16,7 @@ object on its canvas).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from numpy.typing import NDArray
 
 from ptycho.config.config import InferenceConfig, TrainingConfig
 from ptycho.physics import COVERAGE_EPS
+
+logger = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, 'float | None', 'float | None'], None]
 """Called after each epoch with (epoch, train loss, validation loss or None)."""
@@ -209,8 +212,16 @@ def reconstruct(backend: Backend, model: LoadedModel, scan: Any, config: Inferen
     tic = time.perf_counter()
     result = backend.stitch(groups, crop, canvas_shape=canvas_shape, origin_xy=origin_xy,
                             align_phase=align_phase)
-    return dataclasses.replace(result, timings={'inference_s': groups.seconds,
-                                                'stitch_s': time.perf_counter() - tic})
+    result = dataclasses.replace(result, timings={'inference_s': groups.seconds,
+                                                  'stitch_s': time.perf_counter() - tic})
+    n_groups = len(groups.positions_xy)
+    logger.log(logging.INFO if config.debug else logging.DEBUG,
+               'Reconstruction (%s backend, %s): %d groups in %d batches of up to %d, '
+               'inference %.3f s, stitching %.3f s (M=%d), canvas %dx%d, %d uncovered pixels',
+               backend.name, groups.device, n_groups, -(-n_groups // config.batch_size),
+               config.batch_size, result.timings['inference_s'], result.timings['stitch_s'],
+               crop, *result.obj.shape[-2:], result.uncovered)
+    return result
 
 
 def inference_config_for(model: LoadedModel, *, batch_size: int = 256,

@@ -232,8 +232,9 @@ class PtychoModel:
             return tuple(_as_api(cls, hparams[key]) for cls, key in zip(  # type: ignore[return-value]
                 api.CONFIG_CLASSES, ('data_config', 'api_model_config', 'api_training_config',
                                      'inference_config')))
-        config = core.from_dict(core.TrainingConfig, dict(hparams['core_config']),
-                                source=f'{path}:core_config')
+        source = f'{path}:core_config'
+        config = core.from_dict(core.TrainingConfig,
+                                core.as_recorded(hparams['core_config'], source), source=source)
         return from_core(config)
 
     @classmethod
@@ -323,7 +324,9 @@ class InferenceEngine:
         module = self.ptycho_model.model
         assert module is not None
         request = self.config_manager.request
-        trained = core.from_dict(core.TrainingConfig, dict(module.hparams['core_config']),
+        trained = core.from_dict(core.TrainingConfig,
+                                 core.as_recorded(module.hparams['core_config'],
+                                                  'checkpoint core_config'),
                                  source='checkpoint core_config')
         N = trained.model.N
         raw = data_loader.train

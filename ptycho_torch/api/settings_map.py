@@ -74,7 +74,7 @@ SETTING_NAMES = {
 
 # "mapped": honoured, translated by Request below (and by base_api for the data window).
 MAPPED: dict[type, tuple[str, ...]] = {
-    DataConfig: ('N', 'C', 'K', 'grid_size', 'probe_scale', 'x_bounds', 'y_bounds', 'nphotons',
+    DataConfig: ('N', 'C', 'K', 'grid_size', 'x_bounds', 'y_bounds', 'nphotons',
                  'subsample_seed'),
     ModelConfig: ('mode', 'object_big', 'probe_big', 'pad_object', 'loss_function',
                   'amp_activation', 'n_filters_scale', 'probe_mask', 'intensity_scale_trainable',
@@ -95,6 +95,8 @@ FIXED: dict[tuple[type, str], tuple[Any, str]] = {
     (DataConfig, 'normalize'): ('Batch', 'one normalisation factor for the whole dataset'),
     (DataConfig, 'data_scaling'): ('Parseval', 'amplitudes scaled by total diffracted energy'),
     (DataConfig, 'probe_normalize'): (True, 'the probe is normalised by its energy'),
+    (DataConfig, 'probe_scale'): (core.PROBE_SCALE, 'the probe is normalised by its energy, '
+                                                    'not scaled'),
     (DataConfig, 'probe_ramp_removal'): (False, 'the probe is used as given'),
     (TrainingConfig, 'framework'): ('Lightning', 'training runs on Lightning'),
     (TrainingConfig, 'orchestrator'): ('Lightning', 'training runs on Lightning'),
@@ -288,7 +290,7 @@ class Request:
             model_type=MODES[str(m.mode).casefold()],
             amp_activation=ACTIVATIONS[m.amp_activation], object_big=bool(m.object_big),
             probe_big=bool(m.probe_big), probe_mask=bool(m.probe_mask),
-            pad_object=bool(m.pad_object), probe_scale=float(self.data.probe_scale))
+            pad_object=bool(m.pad_object))
 
     def training_config(self, *, nphotons: float, output_dir: Path) -> core.TrainingConfig:
         """The core training config (``backend='pytorch'``); ``nphotons`` from the data unless
@@ -344,7 +346,7 @@ def from_core(config: core.TrainingConfig | core.InferenceConfig
     model = config.model
     C = model.gridsize ** 2
     data = DataConfig(N=model.N, C=C, K=config.neighbor_count,
-                      grid_size=(model.gridsize, model.gridsize), probe_scale=model.probe_scale,
+                      grid_size=(model.gridsize, model.gridsize),
                       subsample_seed=config.subsample_seed, x_bounds=(0.0, 1.0),
                       y_bounds=(0.0, 1.0), nphotons=getattr(config, 'nphotons', None))
     activation = 'silu' if model.amp_activation == 'swish' else model.amp_activation

@@ -115,3 +115,264 @@ def test_missing_backend_package_is_a_user_error(tmp_path: Path, small_sim: Path
     result = run_cli('train', '--train-data', small_sim, '--backend', 'pytorch',
                      '--output-dir', tmp_path / 'o', cwd=tmp_path, extra_path=tmp_path / 'stub')
     assert_user_error(result, 'torch', 'pip install')
+
+
+# ------------------------------------------------------------------ malformed input files
+# Every kind of file the package reads, malformed: one named error (the file, the key, what
+# was expected and what was found), and the file left exactly as it was (bytes and mtime).
+
+def _snapshot(*paths: Path) -> list[tuple[bytes, int]]:
+    return [(p.read_bytes(), p.stat().st_mtime_ns) for p in paths]
+
+
+def _replace(h5: object, key: str, array: np.ndarray) -> None:
+    """Rewrite dataset ``key`` of an open h5py file with ``array``, keeping its attributes."""
+    attrs = dict(h5[key].attrs)  # type: ignore[index]
+    del h5[key]  # type: ignore[attr-defined]
+    h5[key] = array  # type: ignore[index]
+    h5[key].attrs.update(attrs)  # type: ignore[index]
+
+
+@pytest.fixture(scope='module')
+def ptychodus_pair(tmp_path_factory: pytest.TempPathFactory, small_sim: Path) -> Path:
+    pytest.importorskip('ptychodus')
+    from cli_helpers import write_ptychodus_pair
+
+    return write_ptychodus_pair(small_sim, tmp_path_factory.mktemp('pair') / 'scan')
+
+
+PAIR_CASES = {
+    # name: (file edited, edit of the open h5py file, words the error must contain); the
+    # error names the edited file unless the words name the other one
+    'no patterns': ('diffraction.h5', lambda h: h.__delitem__('patterns'),
+                    ("'patterns'", 'expected the dataset', 'found no such dataset')),
+    'no indexes': ('diffraction.h5', lambda h: h.__delitem__('indexes'),
+                   ("'indexes'", 'found no such dataset')),
+    '2-D patterns': ('diffraction.h5', lambda h: _replace(h, 'patterns', h['patterns'][:, 0]),
+                     ("'patterns'", 'expected a 3-D dataset', 'found shape (100, 64)')),
+    'non-square patterns': ('diffraction.h5',
+                            lambda h: _replace(h, 'patterns', h['patterns'][:, :, :60]),
+                            ("'patterns'", 'expected square patterns', 'found 64x60')),
+    'fewer indexes than patterns': ('diffraction.h5',
+                                    lambda h: _replace(h, 'indexes', h['indexes'][:90]),
+                                    ("'indexes'", 'expected one scan index per pattern (100)',
+                                     'found 90')),
+    'repeated indexes': ('diffraction.h5',
+                         lambda h: _replace(h, 'indexes', np.zeros(100, np.int64)),
+                         ("'indexes'", 'expected one pattern per scan index', 'found repeated')),
+    'bad-pixel mask shape': ('diffraction.h5',
+                             lambda h: _replace(h, 'bad_pixels', np.zeros((32, 32), bool)),
+                             ("'bad_pixels'", 'expected a mask of the pattern shape (64, 64)',
+                              'found (32, 32)')),
+    'no positions': ('product.h5', lambda h: h.__delitem__('probe_position_x_m'),
+                     ("'probe_position_x_m'", 'found no such dataset')),
+    'short x positions': ('product.h5', lambda h: _replace(h, 'probe_position_x_m',
+                                                           h['probe_position_x_m'][:80]),
+                          ("'probe_position_x_m'", 'expected one value per entry',
+                           '(100), found 80')),
+    'more positions than patterns': (
+        'product.h5', lambda h: [_replace(h, k, np.concatenate([h[k][:], h[k][:10]]))
+                                 for k in ('probe_position_x_m', 'probe_position_y_m')]
+        + [_replace(h, 'probe_position_indexes', np.arange(110))],
+        ("diffraction.h5: key 'indexes'", 'expected a pattern for every scan index',
+         'product.h5, found none for [100')),
+    'NaN positions': ('product.h5',
+                      lambda h: _replace(h, 'probe_position_y_m', np.full(100, np.nan)),
+                      ("'probe_position_y_m'", 'expected finite positions', 'found 100 NaN')),
+    'probe of another size': ('product.h5',
+                              lambda h: _replace(h, 'probe', h['probe'][..., :32, :32]),
+                              ("'probe'", 'expected probes of the pattern size 64x64',
+                               'found shape (1, 1, 32, 32)')),
+    'no object': ('product.h5', lambda h: h.__delitem__('object'),
+                  ("'object'", 'found no such dataset')),
+    'not HDF5': ('product.h5', None, ('expected a Ptychodus product file (HDF5)', 'found')),
+}
+
+
+@pytest.mark.parametrize('case', list(PAIR_CASES))
+def test_malformed_ptychodus_pair(tmp_path: Path, ptychodus_pair: Path, case: str) -> None:
+    import shutil
+
+    import h5py
+
+    from ptycho.data_files import load_data
+
+    name, edit, words = PAIR_CASES[case]
+    scan = tmp_path / 'scan'
+    shutil.copytree(ptychodus_pair, scan)
+    if edit is None:
+        (scan / name).write_text('not an HDF5 file\n')
+    else:
+        with h5py.File(scan / name, 'r+') as h5:
+            edit(h5)
+    files = [scan / 'diffraction.h5', scan / 'product.h5']
+    before = _snapshot(*files)
+    with pytest.raises(ValueError) as info:
+        load_data(scan)
+    message = str(info.value)
+    named = 'diffraction.h5' if 'diffraction.h5:' in ' '.join(words) else name
+    assert message.startswith(f'{scan / named}: '), message
+    for word in words:
+        assert word in message, (word, message)
+    assert _snapshot(*files) == before
+
+
+def test_malformed_ptychodus_pair_at_the_command_line(tmp_path: Path,
+                                                      ptychodus_pair: Path) -> None:
+    import shutil
+
+    import h5py
+
+    scan = tmp_path / 'scan'
+    shutil.copytree(ptychodus_pair, scan)
+    with h5py.File(scan / 'product.h5', 'r+') as h5:
+        _replace(h5, 'probe_position_x_m', h5['probe_position_x_m'][:50])
+    before = _snapshot(scan / 'diffraction.h5', scan / 'product.h5')
+    result = run_cli('train', '--train-data', scan, '--output-dir', tmp_path / 'o', cwd=tmp_path)
+    assert_user_error(result, 'product.h5', 'probe_position_x_m', 'expected', 'found 50')
+    assert _snapshot(scan / 'diffraction.h5', scan / 'product.h5') == before
+    assert not (tmp_path / 'o').exists()
+
+
+YAML_CASES = {
+    'unknown key': ('nepochs: 3\nepocs: 4\n', ("unknown config keys ['epocs']",
+                                               "did you mean 'epocs' -> 'nepochs'")),
+    'unknown model key': ('model:\n  grid_size: 2\n', ("['grid_size']", "-> 'gridsize'")),
+    'wrong type': ('nepochs: ten\n', ('TrainingConfig.nepochs', 'expected an integer >= 1',
+                                      "found 'ten'")),
+    'wrong type in model': ('model:\n  gridsize: [2, 2]\n',
+                            ('ModelConfig.gridsize', 'expected an integer', 'found [2, 2]')),
+    'model not a mapping': ('model: 64\n', ('key "model"', 'expected a mapping', 'found 64')),
+    'path not a path': ('output_dir: [a, b]\n', ('TrainingConfig.output_dir',
+                                                 'expected a file path', "found ['a', 'b']")),
+    'not a mapping': ('- nepochs\n- 3\n', ('expected a YAML mapping', 'found list')),
+    'not YAML': ('nepochs: [3\n', ('not valid YAML',)),
+}
+
+
+@pytest.mark.parametrize('case', list(YAML_CASES))
+def test_malformed_yaml_config(tmp_path: Path, case: str) -> None:
+    from ptycho.config.config import TrainingConfig, load_yaml
+
+    text, words = YAML_CASES[case]
+    path = tmp_path / 'run.yaml'
+    path.write_text(text)
+    before = _snapshot(path)
+    with pytest.raises(ValueError) as info:
+        load_yaml(TrainingConfig, path)
+    assert str(info.value).startswith(f'{path}: '), str(info.value)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+    assert _snapshot(path) == before
+
+
+@pytest.mark.parametrize('command,text,words', [
+    ('train', 'nepochs: 3\nlearning_rat: 0.01\n', ("['learning_rat']", "'learning_rate'")),
+    ('infer', 'batch_size: many\n', ('InferenceConfig.batch_size', "found 'many'")),
+])
+def test_malformed_yaml_at_the_command_line(tmp_path: Path, small_sim: Path, command: str,
+                                            text: str, words: tuple[str, ...]) -> None:
+    path = tmp_path / 'run.yaml'
+    path.write_text(text)
+    before = _snapshot(path)
+    data = ('--train-data', small_sim) if command == 'train' else ('--model', tmp_path,
+                                                                    '--test-data', small_sim)
+    result = run_cli(command, '--config', path, *data, '--output-dir', tmp_path / 'o',
+                     cwd=tmp_path)
+    assert_user_error(result, 'run.yaml', *words)
+    assert _snapshot(path) == before
+
+
+def _write_manifest_bundle(directory: Path, backend: str = 'pytorch',
+                           **manifest: object) -> Path:
+    """A bundle holding only a manifest (enough for every check before the weights)."""
+    from ptycho.bundle import write_bundle
+    from ptycho.config.config import ModelConfig, TrainingConfig, to_dict
+
+    config = manifest.pop('config', None) or to_dict(TrainingConfig(
+        model=ModelConfig(N=64, n_filters_scale=1), backend=backend))
+    return write_bundle(directory, backend, {}, config=config, intensity_scale=2.0,
+                        model_names=[], extra=manifest)
+
+
+def _tampered(directory: Path, edit: object) -> Path:
+    """A bundle whose manifest.json was edited by hand after it was written."""
+    import json
+    import zipfile
+
+    path = _write_manifest_bundle(directory)
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    manifest = edit(json.loads(members['manifest.json']))  # type: ignore[operator]
+    members['manifest.json'] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(path, 'w') as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def _set(path: str, value: object) -> object:
+    def edit(manifest: dict) -> dict:
+        *parents, key = path.split('.')
+        target = manifest
+        for parent in parents:
+            target = target[parent]
+        target[key] = value
+        return manifest
+    return edit
+
+
+BUNDLE_CASES = {
+    'manifest not an object': (lambda m: [m], ('manifest.json', 'expected a JSON object',
+                                               'found list')),
+    'intensity scale not a number': (_set('intensity_scale', 'big'),
+                                     ('"intensity_scale"', 'expected a finite number > 0',
+                                      "found 'big'")),
+    'intensity scale negative': (_set('intensity_scale', -2.0),
+                                 ('"intensity_scale"', 'found -2.0')),
+    'config missing': (lambda m: {k: v for k, v in m.items() if k != 'config'},
+                       ('key "config"', 'expected the run settings', 'found None')),
+    'config invalid': (_set('config.model.N', 100),
+                       ('key "config"', 'ModelConfig.N', 'expected one of', 'found 100')),
+    'config unknown key': (_set('config.epochs', 5), ('key "config"', "['epochs']")),
+    'N disagrees with config': (_set('N', 128), ('key "N"', 'expected 64', 'found 128')),
+    'backend unknown': (_set('backend', 'jax'), ('key "backend"', 'found \'jax\'')),
+}
+
+
+@pytest.mark.parametrize('case', list(BUNDLE_CASES))
+def test_tampered_bundle_manifest(tmp_path: Path, small_sim: Path, case: str) -> None:
+    edit, words = BUNDLE_CASES[case]
+    path = _tampered(tmp_path / 'model', edit)
+    before = _snapshot(path)
+    result = run_cli('infer', '--model', tmp_path / 'model', '--test-data', small_sim,
+                     '--output-dir', tmp_path / 'o', cwd=tmp_path)
+    assert_user_error(result, 'wts.h5.zip', *words)
+    assert _snapshot(path) == before
+    assert not (tmp_path / 'o').exists()
+
+
+def test_bundle_of_the_other_backend_is_refused_by_each_loader(tmp_path: Path) -> None:
+    from ptycho.bundle import BundleError, read_bundle
+
+    for backend, other in (('tensorflow', 'pytorch'), ('pytorch', 'tensorflow')):
+        path = _write_manifest_bundle(tmp_path / backend, backend)
+        before = _snapshot(path)
+        with pytest.raises(BundleError) as info:
+            read_bundle(path, expected_backend=other)
+        message = str(info.value)
+        assert message.startswith(f'{path}: ') and backend in message and other in message
+        assert _snapshot(path) == before
+
+
+def test_bundle_for_another_patch_size_than_the_data(tmp_path: Path, small_sim: Path) -> None:
+    from ptycho.config.config import ModelConfig, TrainingConfig, to_dict
+
+    config = to_dict(TrainingConfig(model=ModelConfig(N=128, n_filters_scale=1),
+                                    backend='pytorch'))
+    path = _write_manifest_bundle(tmp_path / 'model', config=config)
+    before = _snapshot(path, small_sim)
+    result = run_cli('infer', '--model', tmp_path / 'model', '--test-data', small_sim,
+                     '--output-dir', tmp_path / 'o', cwd=tmp_path)
+    assert_user_error(result, small_sim.name, '64x64', '128x128')
+    assert _snapshot(path, small_sim) == before

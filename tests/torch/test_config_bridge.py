@@ -69,5 +69,3 @@ def test_inference_config_from_training():
     assert isinstance(infer, InferenceConfig)
     assert infer.model == shared_config().model and infer.n_groups is None
     assert infer.neighbor_count == 6 and infer.backend == 'pytorch'
-    torch_infer = config_bridge.to_torch_inference(infer)
-    assert torch_infer.batch_size == infer.batch_size
