@@ -61,9 +61,13 @@ class Bundle:
 
 
 def bundle_path(location: str | os.PathLike[str]) -> Path:
-    """Resolve a bundle directory or the ``wts.h5.zip`` file itself to the zip path."""
+    """Resolve a bundle directory or the ``wts.h5.zip`` file itself to the zip path; a
+    folder holding an unpacked bundle (no zip, a ``manifest.json``) to that manifest."""
     location = Path(location)
-    return location / BUNDLE_NAME if location.is_dir() else location
+    if not location.is_dir():
+        return location
+    zipped, manifest = location / BUNDLE_NAME, location / MANIFEST_NAME
+    return manifest if not zipped.exists() and manifest.is_file() else zipped
 
 
 def write_bundle(output_dir: str | os.PathLike[str], backend: str, files: Mapping[str, bytes],
@@ -101,9 +105,17 @@ def write_bundle(output_dir: str | os.PathLike[str], backend: str, files: Mappin
 def read_bundle(location: str | os.PathLike[str], expected_backend: str | None = None) -> Bundle:
     """Open and check a bundle; ``expected_backend`` rejects the other backend's bundles."""
     path = bundle_path(location)
+    if path.name == MANIFEST_NAME and path.is_file():
+        # Ptychodus' built-in PtychoPINN library unpacks IN/model.zip (a bundle) into a
+        # folder and hands over the folder: read the members from there.
+        files = {member.name: member.read_bytes() for member in sorted(path.parent.iterdir())
+                 if member.is_file()}
+        return _checked(path, files, expected_backend)
     if not path.exists():
         raise BundleError(f'{path}: model bundle not found (expected {BUNDLE_NAME} written by '
-                          f'training with the tensorflow or pytorch backend)')
+                          f'training with the tensorflow or pytorch backend, or a folder '
+                          f'holding an unpacked bundle with its {MANIFEST_NAME}; Ptychodus '
+                          f'batch mode wants that {BUNDLE_NAME} copied as IN/model.zip)')
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
@@ -120,6 +132,11 @@ def read_bundle(location: str | os.PathLike[str], expected_backend: str | None =
         raise BundleError(f'{path}: corrupt or truncated model bundle ({exc}); retrain or copy '
                           f'the file again (tensorflow and pytorch bundles are both zip files)'
                           ) from exc
+    return _checked(path, files, expected_backend)
+
+
+def _checked(path: Path, files: dict[str, bytes], expected_backend: str | None) -> Bundle:
+    """The bundle of these members (``manifest.json`` among them), every key checked."""
     try:
         manifest = json.loads(files.pop(MANIFEST_NAME))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

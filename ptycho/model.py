@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from ptycho import network_layout as layout
+from ptycho import progress
 from ptycho import tf_helper
 from ptycho.config.config import InferenceConfig, ModelConfig, TrainingConfig
 from ptycho.physics import photon_scale
@@ -388,11 +389,15 @@ class PtychoModels:
         """The network's back-projection channels (B, N, N, 2C) for normalised X (B, N, N, C)."""
         cfg = self.model_config
         probe = self.probe_layer.probe()
-        parts = [_backprojection_graph(tf.constant(X[start:start + batch_size], tf.float32),
-                                       probe,
-                                       tf.constant(offsets[start:start + batch_size], tf.float64),
-                                       cfg.backprojection_iterations).numpy()
-                 for start in range(0, len(X), batch_size)]
+        parts = []
+        with progress.bar(len(X), 'Back-projection input', 'group') as shown:
+            for start in range(0, len(X), batch_size):
+                stop = start + batch_size
+                parts.append(_backprojection_graph(
+                    tf.constant(X[start:stop], tf.float32), probe,
+                    tf.constant(offsets[start:stop], tf.float64),
+                    cfg.backprojection_iterations).numpy())
+                shown.update(len(parts[-1]))
         N, C = cfg.N, cfg.n_channels
         return np.concatenate(parts) if parts else np.zeros((0, N, N, 2 * C), np.float32)
 
