@@ -27,7 +27,7 @@ demo: $(STAMP)
 	$(VENV)/bin/ptychopinn demo --output-dir $(DEMO_DIR)
 
 test: $(STAMP)
-	CUDA_VISIBLE_DEVICES="" QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
+	CUDA_VISIBLE_DEVICES="" QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 # BENCH_ARGS=--quality adds the 20-minute quality runs; --quick is a few-minute smoke run.
 bench: $(STAMP)
