@@ -55,6 +55,8 @@ class Engine:
         self.backend = backend
         self._cancel = cancel
         self._models: OrderedDict[tuple[str, int, int], LoadedModel] = OrderedDict()
+        self.loads = 0
+        """Bundles read from disk so far (a warm reconstruct adds none; ``ping`` reports it)."""
 
     def handle(self, kind: str, payload: Any, emit: Emit) -> Any:
         handler = getattr(self, f'_do_{kind}', None)
@@ -71,7 +73,7 @@ class Engine:
     # -- requests ---------------------------------------------------------------------
     def _do_ping(self, payload: dict[str, Any], emit: Emit) -> dict[str, Any]:
         return {'pid': os.getpid(), 'backend': self.backend,
-                'cached_models': [key[0] for key in self._models]}
+                'cached_models': [key[0] for key in self._models], 'loads': self.loads}
 
     def _do_load(self, payload: dict[str, Any], emit: Emit) -> dict[str, Any]:
         tic = time.perf_counter()
@@ -158,6 +160,7 @@ class Engine:
                                  else InferenceConfig(backend=self.backend))
         backend_selector.check_bundle_backend(path, self.backend)  # names both backends
         model = backend.load(path)
+        self.loads += 1
         self._remember(key, model)
         return model, False
 
