@@ -183,9 +183,9 @@ def bench_tensorflow(N: int, sizes: list[int], scan: Any, args: argparse.Namespa
     import tensorflow as tf
 
     from ptycho.config.config import ModelConfig, TrainingConfig
-    from ptycho.model import create_model
     from ptycho.tf.backend import TensorFlowBackend
-    from ptycho.train_pinn import compile_models
+    from ptycho.tf.model import create_model
+    from ptycho.tf.training import compile_models
     from ptycho.workflows.contract import LoadedModel
 
     gpus = tf.config.list_physical_devices('GPU')

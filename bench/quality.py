@@ -53,7 +53,7 @@ def train_pytorch(train: Any, test: Any | None, config: TrainingConfig, minutes:
 
 def train_tensorflow(train: Any, test: Any | None, config: TrainingConfig, minutes: float
                      ) -> dict[str, Any]:
-    from ptycho.workflows.components import train_cdi_model
+    from ptycho.tf.workflows import train_cdi_model
 
     return train_cdi_model(train, test, config, max_time=timedelta(minutes=minutes))
 

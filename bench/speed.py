@@ -119,8 +119,8 @@ def bench_tensorflow(gridsize: int, n_filters_scale: int, batch_sizes: list[int]
     import tensorflow as tf
 
     from ptycho.config.config import ModelConfig, TrainingConfig
-    from ptycho.model import create_model
-    from ptycho.train_pinn import compile_models
+    from ptycho.tf.model import create_model
+    from ptycho.tf.training import compile_models
 
     tf.random.set_seed(0)
     C = gridsize * gridsize

@@ -346,7 +346,7 @@ def supervised_loss(amp: Tensor, phase: Tensor, Y: Tensor, realspace_mae_weight:
     ``+ realspace_mae_weight * mean(|Re(O - Y)| + |Im(O - Y)|)``
     ``+ realspace_weight * mean|O - Y|**2`` with ``O = amp * exp(i phase)``.
 
-    The TensorFlow backend's ``ptycho.model.supervised_loss`` is the same formula.
+    The TensorFlow backend's ``ptycho.tf.model.supervised_loss`` is the same formula.
     """
     wrapped = torch.remainder(phase - torch.angle(Y) + math.pi, 2 * math.pi) - math.pi
     loss = torch.mean(torch.abs(amp - torch.abs(Y))) + torch.mean(torch.abs(wrapped))

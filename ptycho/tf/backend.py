@@ -101,9 +101,9 @@ class TensorFlowBackend:
     def train(self, train_data: Any, test_data: Any | None, config: TrainingConfig, *,
               resume: bool | str | os.PathLike[str] = False, max_time: timedelta | None = None,
               hooks: TrainHooks | None = None, save_bundle: bool = True) -> TrainResult:
-        from ptycho import model_manager
-        from ptycho.train_pinn import NonFiniteLossError
-        from ptycho.workflows.components import train_cdi_model
+        from ptycho.tf import persistence
+        from ptycho.tf.training import NonFiniteLossError
+        from ptycho.tf.workflows import train_cdi_model
 
         tic = time.perf_counter()
         resume_from = resume_path(resume, config.output_dir, NAME)
@@ -116,14 +116,14 @@ class TensorFlowBackend:
         except NonFiniteLossError as exc:
             good = getattr(exc, 'models', None)
             if good is not None and save_bundle:
-                path = model_manager.save_models(good, exc.config, config.output_dir)
+                path = persistence.save_models(good, exc.config, config.output_dir)
                 raise NonFiniteLossError(f'{exc} [the last finite-epoch model was saved to '
                                          f'{path}]', exc.history) from None
             raise
         if hook is not None and hook.cancelled:
             raise TrainingCancelled('training cancelled; no model was saved')
         models, config = results['ptycho_models'], results['config']
-        bundle = (Path(model_manager.save_models(models, config, config.output_dir))
+        bundle = (Path(persistence.save_models(models, config, config.output_dir))
                   if save_bundle else None)
         model = LoadedModel(NAME, config, float(models.intensity_scale), bundle, models)
         history = results['history']
@@ -133,14 +133,14 @@ class TensorFlowBackend:
                            time.perf_counter() - tic)
 
     def load(self, path: str | os.PathLike[str]) -> LoadedModel:
-        from ptycho.workflows.components import load_inference_models
+        from ptycho.tf.workflows import load_inference_models
 
         models, config = load_inference_models(path)
         return LoadedModel(NAME, config, float(models.intensity_scale), bundle_path(path),
                            models)
 
     def predict(self, model: LoadedModel, scan: Any, config: InferenceConfig) -> GroupObjects:
-        from ptycho.workflows.components import predict_objects
+        from ptycho.tf.workflows import predict_objects
 
         tic = time.perf_counter()
         update_legacy_dict(params.cfg, config)
@@ -158,7 +158,7 @@ class TensorFlowBackend:
                align_phase: bool = True) -> Reconstruction:
         from ptycho.phase_alignment import align_group_phases
         from ptycho.physics import canvas_geometry
-        from ptycho.tf_helper import stitch
+        from ptycho.tf.physics import stitch
 
         if canvas_shape is None or origin_xy is None:
             canvas_shape, origin_xy = canvas_geometry(groups.positions_xy, M)
@@ -176,19 +176,19 @@ class TensorFlowBackend:
                         flip_x: bool = False, flip_y: bool = False, transpose: bool = False,
                         M: int | None = None, do_stitching: bool = False
                         ) -> tuple[Any, Any, dict[str, Any]]:
-        from ptycho.workflows.components import run_cdi_example
+        from ptycho.tf.workflows import run_cdi_example
 
         return run_cdi_example(train_data, test_data, config, flip_x, flip_y, transpose, M,
                                do_stitching)
 
     def train_cdi_model(self, train_data: Any, test_data: Any | None,
                         config: TrainingConfig) -> dict[str, Any]:
-        from ptycho.workflows.components import train_cdi_model
+        from ptycho.tf.workflows import train_cdi_model
 
         return train_cdi_model(train_data, test_data, config)
 
     def load_inference_bundle(self, model_dir: str | os.PathLike[str]) -> tuple[Any, Any]:
-        from ptycho.workflows.components import load_inference_bundle
+        from ptycho.tf.workflows import load_inference_bundle
 
         return load_inference_bundle(model_dir)
 
@@ -196,7 +196,7 @@ class TensorFlowBackend:
                              flip_x: bool = False, flip_y: bool = False,
                              transpose: bool = False, M: int | None = None, *,
                              models: Any = None) -> tuple[Any, Any, dict[str, Any]]:
-        from ptycho.workflows.components import reassemble_cdi_image
+        from ptycho.tf.workflows import reassemble_cdi_image
 
         return reassemble_cdi_image(test_data, config, flip_x, flip_y, transpose, M,
                                     models=models)

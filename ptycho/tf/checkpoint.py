@@ -5,7 +5,7 @@ weights, the optimizer's variables (Adam moments, step count, learning rate), th
 history, and the state of the stateful callbacks (the learning-rate plateau counter and
 early stopping's best loss and best weights). ``resume`` loads it into a freshly built
 model and continues to ``nepochs``; with the same seed, the losses and weights are those
-of an uninterrupted run (the data order is restored by :func:`ptycho.train_pinn.train`).
+of an uninterrupted run (the data order is restored by :func:`ptycho.tf.training.train`).
 
 Why not ``keras.callbacks.BackupAndRestore``: it saves the weights and the epoch only
 (the plateau and early-stopping counters and the history restart from zero, so a resumed

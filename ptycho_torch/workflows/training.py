@@ -116,7 +116,7 @@ class BestWeights(Callback):
 def early_stopping_callbacks(config: TrainingConfig, monitor: str) -> list[Callback]:
     """``early_stopping_patience`` > 0: stop after that many epochs in a row without a
     lower ``monitor`` and end with the best epoch's weights (the TensorFlow backend's rule,
-    :func:`ptycho.train_pinn.early_stopping_callback`); none when it is 0."""
+    :func:`ptycho.tf.training.early_stopping_callback`); none when it is 0."""
     if config.early_stopping_patience <= 0:
         return []
     return [BestWeights(monitor),
