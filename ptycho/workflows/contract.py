@@ -144,8 +144,11 @@ class Backend(Protocol):
         ...
 
     def predict(self, model: LoadedModel, scan: Any, config: InferenceConfig) -> GroupObjects:
-        """Group ``scan`` (``RawData``) as the model was trained (every position, in order)
-        and reconstruct each group in one forward pass."""
+        """Reconstruct each group of ``scan`` in one forward pass.
+
+        ``scan`` is a ``RawData`` (grouped as ``config`` says: every position, in order) or
+        a :class:`ptycho.loader.PtychoDataContainer` already grouped and normalised (what
+        :mod:`ptycho.workflows.streaming` hands over, chunk by chunk)."""
         ...
 
     def stitch(self, groups: GroupObjects, M: int, *,

@@ -1,4 +1,10 @@
-"""The backend contract, the same checks for both backends (``ptycho.workflows.contract``)."""
+"""The backend contract, one set of checks for both backends (``ptycho.workflows.contract``).
+
+Train, save, load, predict, stitch, determinism, cancellation and the errors a caller meets
+(a bundle of the other backend, a truncated or missing bundle) through
+:func:`~ptycho.workflows.backend_selector.get_backend` only: what holds here holds for any
+caller of the contract (CLI, plugin, Python API).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ptycho.config.config import ModelConfig, TrainingConfig
+from ptycho.bundle import write_bundle
+from ptycho.config.config import InferenceConfig, ModelConfig, TrainingConfig, to_dict
 from ptycho.simulation import simulate_dataset
+from ptycho.workflows import backend_selector
 from ptycho.workflows.backend_selector import get_backend
 from ptycho.workflows.contract import (GroupObjects, LoadedModel, Reconstruction, TrainHooks,
                                        TrainingCancelled, TrainResult, UnsupportedOption,
                                        inference_config_for, orient, reconstruct)
 
-BACKENDS = ['tensorflow', 'pytorch']
+from conformance_backends import BACKENDS, backend_params
 
 
 @pytest.fixture(scope='module')
@@ -32,7 +40,7 @@ def _config(backend: str, out: Path, **changes: object) -> TrainingConfig:
     return TrainingConfig(**values)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize('name', BACKENDS)
+@pytest.mark.parametrize('name', backend_params())
 def test_train_load_reconstruct(name: str, scans, tmp_path: Path) -> None:
     train, test = scans
     backend = get_backend(name)
@@ -82,7 +90,7 @@ def test_backends_stitch_alike(scans) -> None:
     assert images[0].origin_xy == images[1].origin_xy
 
 
-@pytest.mark.parametrize('name', BACKENDS)
+@pytest.mark.parametrize('name', backend_params())
 def test_cancel_saves_nothing(name: str, scans, tmp_path: Path) -> None:
     train, _ = scans
     with pytest.raises(TrainingCancelled):
@@ -108,3 +116,61 @@ def test_orient_transposes_the_whole_image() -> None:
     np.testing.assert_array_equal(flipped.patches[0], patches[0].T)
     assert orient(groups) is groups
     assert dataclasses.replace(groups).positions_xy is groups.positions_xy
+
+
+def _other(name: str) -> str:
+    return next(other for other in BACKENDS if other != name)
+
+
+@pytest.mark.parametrize('name', backend_params())
+def test_same_seed_same_history_and_model(name: str, scans, tmp_path: Path) -> None:
+    train, test = scans
+    backend = get_backend(name)
+    runs = [backend.train(train, None, _config(name, tmp_path / str(i), nepochs=1))
+            for i in range(2)]
+    assert runs[0].history == runs[1].history
+    config = inference_config_for(runs[0].model)
+    first, second = (backend.predict(run.model, test, config).patches for run in runs)
+    np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize('name', backend_params())
+def test_bundle_round_trip_predicts_exactly_alike(name: str, scans, tmp_path: Path) -> None:
+    train, test = scans
+    backend = get_backend(name)
+    result = backend.train(train, None, _config(name, tmp_path, nepochs=1))
+    loaded = backend.load(tmp_path)
+    assert loaded.config.model == result.model.config.model
+    config = inference_config_for(loaded)
+    np.testing.assert_array_equal(backend.predict(loaded, test, config).patches,
+                                  backend.predict(result.model, test, config).patches)
+
+
+@pytest.mark.parametrize('name', backend_params())
+def test_a_bundle_of_the_other_backend_is_refused_naming_both(name: str, tmp_path: Path) -> None:
+    other = _other(name)
+    write_bundle(tmp_path, other, {'weights.bin': b'x'},
+                 config=to_dict(_config(other, tmp_path)), intensity_scale=1.0,
+                 model_names=['autoencoder', 'diffraction_to_obj'])
+    with pytest.raises(ValueError, match=f'{other} backend.*{name}') as info:
+        get_backend(name).load(tmp_path)
+    assert 'wts.h5.zip' in str(info.value)
+    # The legacy dispatcher entries check the bundle before the backend sees it.
+    config = InferenceConfig(model=ModelConfig(N=64), model_path=tmp_path, backend=name)
+    with pytest.raises(ValueError, match=f'{other} backend.*{name} backend'):
+        backend_selector.load_inference_bundle_with_backend(tmp_path, config)
+    with pytest.raises(ValueError, match=f'{other} backend.*{name} backend'):
+        backend_selector.reassemble_with_backend(None, config)
+
+
+@pytest.mark.parametrize('name', backend_params())
+def test_a_truncated_or_missing_bundle_is_named(name: str, scans, tmp_path: Path) -> None:
+    train, _ = scans
+    result = get_backend(name).train(train, None, _config(name, tmp_path / 'run', nepochs=1))
+    assert result.bundle_path is not None
+    data = result.bundle_path.read_bytes()
+    (tmp_path / 'wts.h5.zip').write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r'wts\.h5\.zip.*(corrupt|truncated)'):
+        get_backend(name).load(tmp_path)
+    with pytest.raises(ValueError, match='not found'):
+        get_backend(name).load(tmp_path / 'missing')

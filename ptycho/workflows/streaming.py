@@ -1,0 +1,445 @@
+"""Reconstruct a scan while it is acquired: patterns arrive in chunks, the image grows.
+
+A :class:`ScanStream` takes diffraction patterns and their positions as they come, forms
+each group as soon as its members are there, reconstructs the new groups with the backend
+(one network pass per group, nothing recomputed) and adds their central crops to running
+sums (numerator and coverage) on a canvas that grows with the scan. The current image can
+be read at any moment; the work per chunk depends on the chunk, not on what came before.
+
+Everything that decides the result is a function of the pattern order alone, never of how
+the patterns were cut into chunks, so a scan fed in one chunk (``reconstruct_scan``: what
+the CLI, the plugin and the Python API do with a whole file) and the same scan streamed
+give the same image:
+
+- **Normalisation.** The network sees ``X = D * norm`` with ``norm`` from the mean pattern
+  energy (:func:`ptycho.loader.normalization_factor`). A stream fixes it from its first
+  ``norm_patterns`` patterns (all of them if the scan is shorter), so the scale never
+  changes under a growing image; groups wait until those patterns are in.
+- **Groups** (gridsize g > 1, C = g*g members): one group per scan position, seeded at
+  pattern i, its C - 1 partners drawn (seeded per group) from the ``neighbor_count``
+  nearest patterns among those that arrived up to pattern ``j_i = max(i + lookahead,
+  C - 1)``. A group waits for pattern ``j_i`` (or the end of the scan). With the default
+  ``lookahead = 0`` a group is formed the moment its seed arrives, from partners that
+  arrived before it: in a raster scan the row above, in a spiral the inner turn. A larger
+  lookahead lets a group also use neighbours of the next row, at that much latency.
+- **Phase.** Each group's constant phase is unobservable in its own data; a stream
+  aligns every new group to the image it lands on (the phase of the overlap product with
+  the running numerator) before adding it, group after group in seed order. The first
+  group sets the global phase.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ptycho.config.config import InferenceConfig
+from ptycho.loader import PtychoDataContainer, normalization_factor
+from ptycho.physics import COVERAGE_EPS, canvas_geometry, default_crop
+from ptycho.probe import normalize_probe
+from ptycho.workflows.contract import Backend, GroupObjects, LoadedModel, Reconstruction
+
+logger = logging.getLogger(__name__)
+
+NORM_PATTERNS = 256
+"""Patterns whose mean energy fixes a stream's normalisation (all, if the scan is shorter)."""
+
+_GROW = 64
+"""Pixels added beyond what a growing canvas needs, so it is re-allocated rarely."""
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    """Where a stream stands after a chunk: counts, and the time the chunk took."""
+
+    patterns: int
+    groups: int
+    waiting: int
+    chunk_seconds: float
+    inference_seconds: float
+
+
+class NeighbourIndex:
+    """Positions in arrival order, hashed on a square grid for nearest-neighbour queries.
+
+    A query looks at rings of cells around the point until the ``k``-th nearest candidate is
+    closer than the rings reach, so its cost follows the local density, not the scan size.
+    """
+
+    def __init__(self, cell: float) -> None:
+        self.cell = float(cell)
+        self.positions = np.empty((0, 2))
+        self._cells: dict[tuple[int, int], list[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def _key(self, x: float, y: float) -> tuple[int, int]:
+        return int(math.floor(x / self.cell)), int(math.floor(y / self.cell))
+
+    def extend(self, positions: NDArray[np.float64]) -> None:
+        start = len(self.positions)
+        self.positions = np.concatenate([self.positions, positions])
+        for offset, (x, y) in enumerate(positions):
+            self._cells.setdefault(self._key(x, y), []).append(start + offset)
+
+    def nearest(self, i: int, k: int, limit: int) -> NDArray[np.int64]:
+        """The ``k`` patterns nearest to pattern ``i`` among ``0..limit``, ``i`` excluded.
+
+        Ties are broken by arrival order. Fewer than ``k`` when fewer exist.
+        """
+        available = min(limit, len(self.positions) - 1)  # candidates other than i
+        k = min(k, available)
+        if k <= 0:
+            return np.empty(0, np.int64)
+        x, y = self.positions[i]
+        cx, cy = self._key(x, y)
+        ring = 0
+        found: list[int] = []
+        while True:
+            for dx in range(-ring, ring + 1):
+                for dy in range(-ring, ring + 1):
+                    if max(abs(dx), abs(dy)) != ring:
+                        continue
+                    found.extend(j for j in self._cells.get((cx + dx, cy + dy), ())
+                                 if j <= limit and j != i)
+            if len(found) >= k:
+                candidates = np.asarray(found, np.int64)
+                d2 = np.sum((self.positions[candidates] - self.positions[i]) ** 2, axis=1)
+                order = np.lexsort((candidates, d2))[:k]
+                # Every point outside the rings searched is farther than `ring` cells.
+                if len(found) >= available or d2[order[-1]] <= (ring * self.cell) ** 2:
+                    return candidates[order]
+            ring += 1
+
+
+class RunningCanvas:
+    """Running sums of placed crops: ``numerator`` and ``coverage`` on a canvas.
+
+    Crops are placed as :func:`ptycho.physics.stitch` places them (bilinear, crop pixel
+    (i, j) at object point ``(y - M//2 + i, x - M//2 + j)``), so the image ``numerator /
+    coverage`` equals ``stitch`` of the same crops. A fixed canvas (``shape`` and
+    ``origin_xy`` given) cuts crops off at its edge; otherwise the canvas grows to hold
+    every crop, its origin kept on whole pixels.
+    """
+
+    def __init__(self, M: int, shape: tuple[int, int] | None = None,
+                 origin_xy: tuple[float, float] | None = None,
+                 weights: NDArray[np.float64] | None = None) -> None:
+        self.M = int(M)
+        self.fixed = shape is not None and origin_xy is not None
+        height, width = (int(v) for v in shape) if self.fixed and shape else (0, 0)
+        self.origin = (float(origin_xy[0]), float(origin_xy[1])) if self.fixed and origin_xy \
+            else (0.0, 0.0)
+        self.numerator = np.zeros((height, width), np.complex128)
+        self.coverage = np.zeros((height, width), np.float64)
+        self.islands = np.zeros((height, width), np.int32)  # 0: nothing placed yet
+        self._next_island = 1
+        self.weights = None if weights is None else np.asarray(weights, np.float64)
+        if self.weights is not None and (self.weights.shape != (self.M, self.M)
+                                         or np.any(self.weights < 0)):
+            raise ValueError(f'stitch weights: expected non-negative ({self.M}, {self.M}), '
+                             f'found shape {self.weights.shape}')
+
+    def _window(self, x: float, y: float) -> tuple[int, int, float, float]:
+        start_r = y - self.M // 2 - self.origin[1]
+        start_c = x - self.M // 2 - self.origin[0]
+        top, left = math.floor(start_r), math.floor(start_c)
+        return top, left, start_r - top, start_c - left
+
+    def _grow(self, top: int, left: int) -> tuple[int, int]:
+        """Make room for an (M+1)-square window at (top, left); returns it in new pixels."""
+        height, width = self.numerator.shape
+        size = self.M + 1
+        if not height:
+            pad_top, pad_left = _GROW, _GROW
+            new_h, new_w = size + 2 * _GROW, size + 2 * _GROW
+        else:
+            pad_top = _GROW - top if top < 0 else 0
+            pad_left = _GROW - left if left < 0 else 0
+            new_h = max(height + pad_top, top + pad_top + size + (_GROW if top + size > height
+                                                                  else 0))
+            new_w = max(width + pad_left, left + pad_left + size + (_GROW if left + size > width
+                                                                    else 0))
+        if not height:
+            self.origin = (self.origin[0] + left - pad_left, self.origin[1] + top - pad_top)
+            self.numerator = np.zeros((new_h, new_w), np.complex128)
+            self.coverage = np.zeros((new_h, new_w), np.float64)
+            self.islands = np.zeros((new_h, new_w), np.int32)
+            return pad_top, pad_left
+        if (new_h, new_w) != (height, width):
+            numerator = np.zeros((new_h, new_w), np.complex128)
+            coverage = np.zeros((new_h, new_w), np.float64)
+            islands = np.zeros((new_h, new_w), np.int32)
+            inner = slice(pad_top, pad_top + height), slice(pad_left, pad_left + width)
+            numerator[inner], coverage[inner], islands[inner] = (self.numerator, self.coverage,
+                                                                 self.islands)
+            self.numerator, self.coverage, self.islands = numerator, coverage, islands
+            self.origin = (self.origin[0] - pad_left, self.origin[1] - pad_top)
+        return top + pad_top, left + pad_left
+
+    def _spread(self, crop: NDArray, fr: float, fc: float) -> NDArray:
+        """The crop resampled onto its (M+1)-square canvas window (bilinear weights)."""
+        M = self.M
+        out = np.zeros((M + 1, M + 1), np.result_type(crop, np.float64))
+        out[:M, :M] += (1 - fr) * (1 - fc) * crop
+        out[1:, :M] += fr * (1 - fc) * crop
+        out[:M, 1:] += (1 - fr) * fc * crop
+        out[1:, 1:] += fr * fc * crop
+        return out
+
+    def add(self, crop: NDArray, x: float, y: float, *, align: bool) -> float:
+        """Add one crop at object point (x, y); returns the phase (radians) it was turned by.
+
+        ``align``: first turn the crop by the constant phase that best matches the image
+        already under it (none where it covers nothing yet).
+        """
+        top, left, fr, fc = self._window(x, y)
+        if not self.fixed:
+            height, width = self.numerator.shape
+            if not height or top < 0 or left < 0 or top + self.M + 1 > height \
+                    or left + self.M + 1 > width:
+                top, left = self._grow(top, left)
+        height, width = self.numerator.shape
+        r0, r1 = max(top, 0), min(top + self.M + 1, height)
+        c0, c1 = max(left, 0), min(left + self.M + 1, width)
+        if r0 >= r1 or c0 >= c1:
+            return 0.0
+        weights = np.ones((self.M, self.M)) if self.weights is None else self.weights
+        placed = self._spread(crop * weights, fr, fc)[r0 - top:r1 - top, c0 - left:c1 - left]
+        cover = self._spread(weights, fr, fc)[r0 - top:r1 - top, c0 - left:c1 - left]
+        turn = 0.0
+        if align:
+            turn = self._align(placed, cover, slice(r0, r1), slice(c0, c1))
+            placed = placed * np.exp(1j * turn)
+        self.numerator[r0:r1, c0:c1] += placed
+        self.coverage[r0:r1, c0:c1] += cover
+        return turn
+
+    def _align(self, placed: NDArray, cover: NDArray, rows: slice, cols: slice) -> float:
+        """The turn that matches ``placed`` to the image under it; joins what it bridges.
+
+        Groups placed so far form islands of mutually aligned groups (pixel labels). The new
+        group takes the phase of the island it overlaps most; any other island it touches
+        is turned, as a whole, to agree with it and joins that island. So groups that first
+        met nothing (a scan that jumps) are reconciled when the scan joins them up.
+        """
+        labels = self.islands[rows, cols]
+        numerator = self.numerator[rows, cols]
+        touched = np.unique(labels[(labels > 0) & (cover > 0)])
+        if not len(touched):
+            labels[cover > 0] = self._next_island
+            self._next_island += 1
+            return 0.0
+        overlaps = {int(a): np.vdot(placed[labels == a], numerator[labels == a])
+                    for a in touched}
+        keep = max(overlaps, key=lambda a: (abs(overlaps[a]), -a))
+        turn = float(np.angle(overlaps[keep])) if abs(overlaps[keep]) > 0 else 0.0
+        for other, z in overlaps.items():
+            if other == keep:
+                continue
+            where = self.islands == other
+            self.numerator[where] *= np.exp(1j * (turn - np.angle(z)))
+            self.islands[where] = keep
+        labels[cover > 0] = keep
+        return turn
+
+    def image(self, shape: tuple[int, int] | None = None,
+              origin_xy: tuple[float, float] | None = None
+              ) -> tuple[NDArray[np.complex64], NDArray[np.float32], tuple[float, float]]:
+        """``(image, coverage, origin_xy)``, cut to ``shape``/``origin_xy`` when given."""
+        numerator, coverage, origin = self.numerator, self.coverage, self.origin
+        if shape is not None and origin_xy is not None and not self.fixed:
+            dy = int(round(origin_xy[1] - origin[1]))
+            dx = int(round(origin_xy[0] - origin[0]))
+            out_n = np.zeros(shape, np.complex128)
+            out_c = np.zeros(shape, np.float64)
+            r0, c0 = max(0, -dy), max(0, -dx)
+            r1 = min(shape[0], numerator.shape[0] - dy)
+            c1 = min(shape[1], numerator.shape[1] - dx)
+            if r0 < r1 and c0 < c1:
+                out_n[r0:r1, c0:c1] = numerator[r0 + dy:r1 + dy, c0 + dx:c1 + dx]
+                out_c[r0:r1, c0:c1] = coverage[r0 + dy:r1 + dy, c0 + dx:c1 + dx]
+            numerator, coverage, origin = out_n, out_c, (float(origin_xy[0]),
+                                                         float(origin_xy[1]))
+        covered = coverage >= COVERAGE_EPS
+        image = np.where(covered, numerator / np.where(covered, coverage, 1.0), 0)
+        return image.astype(np.complex64), coverage.astype(np.float32), origin
+
+
+class ScanStream:
+    """One scan reconstructed as it arrives (see the module docstring for the rules).
+
+    ``probe`` is the scan's probe guess (N, N) or a mode stack. ``flip_x``/``flip_y``/
+    ``transpose`` orient the image as :func:`ptycho.workflows.contract.orient` does.
+    ``canvas_shape``/``origin_xy`` fix the canvas (e.g. Ptychodus's object geometry);
+    otherwise it grows to the scan's bounding box.
+    """
+
+    def __init__(self, backend: Backend, model: LoadedModel, config: InferenceConfig,
+                 probe: ArrayLike, *, M: int | None = None,
+                 canvas_shape: tuple[int, int] | None = None,
+                 origin_xy: tuple[float, float] | None = None, align_phase: bool = True,
+                 flip_x: bool = False, flip_y: bool = False, transpose: bool = False,
+                 lookahead: int = 0, norm_patterns: int = NORM_PATTERNS,
+                 weights: ArrayLike | None = None) -> None:
+        if lookahead < 0 or norm_patterns < 1:
+            raise ValueError(f'stream: lookahead must be >= 0 and norm_patterns >= 1, found '
+                             f'{lookahead} and {norm_patterns}')
+        self.backend, self.model, self.config = backend, model, config
+        self.N = model.config.model.require_size()
+        self.C = model.config.model.gridsize ** 2
+        self.K = max(int(config.neighbor_count), self.C - 1)
+        self.M = default_crop(self.N) if M is None else int(M)
+        if not 0 < self.M <= self.N:
+            raise ValueError(f'stream: crop size M must be in 1..{self.N}, found {self.M}')
+        self.probe = normalize_probe(probe, self.N, mask=model.config.model.probe_mask,
+                                     what='stream: probe')
+        self.lookahead, self.norm_patterns = int(lookahead), int(norm_patterns)
+        self.align_phase = align_phase
+        self.flip = (flip_x, flip_y, transpose)
+        self.canvas_shape, self.origin_xy = canvas_shape, origin_xy
+        self.canvas = RunningCanvas(self.M, canvas_shape, origin_xy,
+                                    None if weights is None else np.asarray(weights))
+        self.index = NeighbourIndex(cell=max(self.N / 4, 1.0))
+        self.diffraction = np.empty((0, self.N, self.N), np.float32)
+        self.norm_factor: float | None = None
+        self.groups_done = 0
+        self.closed = False
+        self.seconds = {'inference_s': 0.0, 'stitch_s': 0.0}
+        self._group_positions: list[NDArray[np.float64]] = []
+        self._last_groups: GroupObjects | None = None
+
+    # -- input -------------------------------------------------------------------------
+    def add(self, diffraction: ArrayLike, positions_xy: ArrayLike) -> StreamStatus:
+        """Take a chunk: ``diffraction`` (n, N, N) amplitudes, ``positions_xy`` (n, 2)."""
+        if self.closed:
+            raise RuntimeError('stream: add() after close()')
+        tic = time.perf_counter()
+        D = np.asarray(diffraction, dtype=np.float32)
+        P = np.asarray(positions_xy, dtype=np.float64)
+        if D.ndim == 2:
+            D, P = D[None], P.reshape(1, 2)
+        if D.ndim != 3 or D.shape[1:] != (self.N, self.N):
+            raise ValueError(f'stream: diffraction: expected (n, {self.N}, {self.N}) '
+                             f'amplitudes, found shape {D.shape}')
+        if P.shape != (len(D), 2):
+            raise ValueError(f'stream: positions_xy: expected ({len(D)}, 2), found {P.shape}')
+        if not (np.all(np.isfinite(D)) and np.all(np.isfinite(P))):
+            raise ValueError('stream: the chunk holds non-finite diffraction values or '
+                             'positions')
+        self.diffraction = np.concatenate([self.diffraction, D])
+        self.index.extend(P)
+        return self._advance(tic, closing=False)
+
+    def close(self) -> Reconstruction:
+        """No more patterns: form the groups that were waiting; the final image."""
+        if not self.closed:
+            if 0 < len(self.index) < self.C:
+                gridsize = self.model.config.model.gridsize
+                raise ValueError(f'stream: gridsize {gridsize} needs at least {self.C} '
+                                 f'patterns to form a group, the scan has {len(self.index)}')
+            self.closed = True
+            if len(self.index):
+                self._advance(time.perf_counter(), closing=True)
+        return self.image()
+
+    # -- output ------------------------------------------------------------------------
+    @property
+    def patterns(self) -> int:
+        return len(self.index)
+
+    def image(self) -> Reconstruction:
+        """The image so far: on the fixed canvas, or the bounding box of the groups so far."""
+        shape, origin = self.canvas_shape, self.origin_xy
+        if (shape is None or origin is None) and self._group_positions:
+            shape, origin = canvas_geometry(np.concatenate(self._group_positions), self.M)
+        obj, coverage, origin_out = self.canvas.image(shape, origin)
+        groups = self._last_groups or GroupObjects(
+            np.empty((0, self.N, self.N), np.complex64), np.empty((0, 2)))
+        return Reconstruction(obj, coverage, origin_out, self.M, self.backend.name, groups,
+                              dict(self.seconds))
+
+    # -- work --------------------------------------------------------------------------
+    def _advance(self, tic: float, *, closing: bool) -> StreamStatus:
+        n = len(self.index)
+        inference = 0.0
+        if self.norm_factor is None and (n >= self.norm_patterns or closing):
+            first = self.diffraction[:self.norm_patterns]
+            self.norm_factor = normalization_factor(first[..., None])
+        ready = self._ready(n, closing) if self.norm_factor is not None else 0
+        if ready > self.groups_done:
+            seeds = np.arange(self.groups_done, ready)
+            members = np.stack([self._members(int(i), closing) for i in seeds])
+            groups = self.backend.predict(self.model, self._container(members), self.config)
+            inference = groups.seconds
+            self._stitch(groups)
+            self.groups_done = ready
+        self.seconds['inference_s'] += inference
+        return StreamStatus(n, self.groups_done, n - self.groups_done,
+                            time.perf_counter() - tic, inference)
+
+    def _ready(self, n: int, closing: bool) -> int:
+        """Groups 0..ready-1 can be formed with patterns 0..n-1."""
+        if closing:
+            return n if n >= self.C else 0
+        if self.C == 1:
+            return n
+        # Group i waits for pattern j_i = max(i + lookahead, C - 1).
+        if n - 1 < self.C - 1:
+            return 0
+        return max(0, n - self.lookahead)
+
+    def _members(self, i: int, closing: bool) -> NDArray[np.int64]:
+        if self.C == 1:
+            return np.array([i], np.int64)
+        limit = max(i + self.lookahead, self.C - 1)
+        near = self.index.nearest(i, self.K, limit)
+        rng = np.random.default_rng([int(self.config.seed or 0), i])
+        partners = near[np.sort(rng.permutation(len(near))[:self.C - 1])]
+        return np.concatenate([[i], partners]).astype(np.int64)
+
+    def _container(self, members: NDArray[np.int64]) -> PtychoDataContainer:
+        positions = self.index.positions[members]  # (B, C, 2)
+        centres = positions.mean(axis=1, keepdims=True)
+        D = np.ascontiguousarray(np.transpose(self.diffraction[members], (0, 2, 3, 1)))
+        assert self.norm_factor is not None
+        return PtychoDataContainer(
+            X=(D * np.float32(self.norm_factor)).astype(np.float32),
+            norm_factor=self.norm_factor, probe=self.probe,
+            global_offsets=np.transpose(centres, (0, 2, 1))[:, None].copy(),
+            local_offsets=np.transpose(positions - centres, (0, 2, 1))[:, None].copy(),
+            nn_indices=members, diffraction=D)
+
+    def _stitch(self, groups: GroupObjects) -> None:
+        from ptycho.workflows.contract import orient
+
+        tic = time.perf_counter()
+        groups = orient(groups, flip_x=self.flip[0], flip_y=self.flip[1],
+                        transpose=self.flip[2])
+        start = self.N // 2 - self.M // 2
+        crops = np.asarray(groups.patches)[:, start:start + self.M, start:start + self.M]
+        for crop, (x, y) in zip(crops.astype(np.complex128), groups.positions_xy):
+            self.canvas.add(crop, float(x), float(y), align=self.align_phase)
+        self._group_positions.append(np.asarray(groups.positions_xy, np.float64))
+        self._last_groups = groups
+        self.seconds['stitch_s'] += time.perf_counter() - tic
+
+
+def reconstruct_scan(backend: Backend, model: LoadedModel, scan: Any, config: InferenceConfig,
+                     **options: Any) -> Reconstruction:
+    """A whole scan (``RawData``-like: ``diff3d``, ``xcoords``, ``ycoords``, ``probeGuess``)
+    reconstructed as one stream fed in one chunk; ``options`` as :class:`ScanStream`."""
+    stream = ScanStream(backend, model, config, scan.probeGuess, **options)
+    positions = np.stack([np.asarray(scan.xcoords, np.float64),
+                          np.asarray(scan.ycoords, np.float64)], axis=1)
+    stream.add(scan.diff3d, positions)
+    result = stream.close()
+    return dataclasses.replace(result, timings=dict(stream.seconds))
