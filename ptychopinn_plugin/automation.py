@@ -124,7 +124,8 @@ class PinnDualFileBasedWorkflow(FileBasedWorkflow):
         if self.binding is None:
             raise RuntimeError(f'the {LIBRARY_NAME} library is not registered with this '
                                f'Ptychodus; start it with ptychodus-pinn')
-        loaded = {algorithm_key(r.name): r for r in self.binding.library if r.is_model_loaded()}
+        loaded = {algorithm_key(r.name): r for r in self.binding.library.reconstructors
+                  if r.is_model_loaded()}
         current = self.binding.algorithm.get_value()
         if current in loaded:
             return loaded[current]

@@ -106,7 +106,7 @@ def install() -> Registration:
                               (processing_controller, original_controller),
                               (PluginRegistry, original_registry)):
         setattr(wrapper, _MARK, registration)
-        wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+        wrapper.__wrapped__ = original  # type: ignore[attr-defined, union-attr]
     model_core.ProcessingCore = processing_core  # type: ignore[misc, assignment]
     model_core.PluginRegistry = PluginRegistry  # type: ignore[misc]
     controller_core.ProcessingController = processing_controller  # type: ignore[misc, assignment]
