@@ -1,10 +1,11 @@
 """Command-line flags generated from the config dataclasses, and config resolution.
 
 Every field of :class:`ModelConfig` and of the run config (training or inference) becomes a
-flag, so the command line can never fall behind the dataclasses. Flags default to
-"not given" (``argparse.SUPPRESS``): a YAML file is the base and only the flags a user
-actually typed are laid on top. Values are checked by the dataclasses themselves, so the
-rules live in one place.
+flag, typed, described and (for closed vocabularies) restricted by the field's own metadata
+(:func:`ptycho.config.config.describe`), so the command line can never fall behind the
+dataclasses. Flags default to "not given" (``argparse.SUPPRESS``): a YAML file is the base
+and only the flags a user actually typed are laid on top. Values are checked by the
+dataclasses themselves, so the rules live in one place.
 """
 
 from __future__ import annotations
@@ -12,20 +13,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import types
-import typing
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from ptycho.config.config import (
-    AMP_ACTIVATIONS,
-    BACKENDS,
-    LOGGERS,
-    MODEL_TYPES,
-    PATCH_SIZES,
+    FieldInfo,
     InferenceConfig,
     ModelConfig,
     TrainingConfig,
+    describe,
     from_dict,
     to_dict,
 )
@@ -37,15 +33,6 @@ _C = TypeVar('_C', TrainingConfig, InferenceConfig)
 TRUE_WORDS = ('true', 'yes', 'y', 'on', '1')
 FALSE_WORDS = ('false', 'no', 'n', 'off', '0')
 NONE_WORDS = ('none', 'null', '')
-
-# Closed vocabularies, shown in --help and checked by argparse before any work starts.
-_CHOICES: dict[str, tuple[Any, ...]] = {
-    'N': PATCH_SIZES,
-    'model_type': MODEL_TYPES,
-    'amp_activation': AMP_ACTIVATIONS,
-    'backend': BACKENDS,
-    'logger': LOGGERS,
-}
 
 # Friendlier spellings for the fields people type most.
 _ALIASES: dict[str, tuple[str, ...]] = {
@@ -95,22 +82,18 @@ def _float(text: str) -> float:
 
 
 _PARSERS: dict[type, Callable[[str], Any]] = {int: _int, float: _float, str: str, Path: Path}
+_METAVARS: dict[type, str] = {int: 'INT', float: 'FLOAT', str: 'TEXT', Path: 'PATH'}
 
 
-def _field_parser(hint: Any) -> tuple[Callable[[str], Any], bool, str]:
-    """(parse function, is_bool, metavar) for a resolved type hint."""
-    args = typing.get_args(hint)
-    optional = isinstance(hint, types.UnionType) and type(None) in args
-    base = next(a for a in args if a is not type(None)) if optional else hint
-    if base is bool:
-        return parse_bool, True, 'BOOL'
-    parse = _PARSERS.get(base)
+def _field_parser(info: FieldInfo) -> tuple[Callable[[str], Any], str]:
+    """(parse function, metavar) for a field; booleans are handled by the caller."""
+    parse = _PARSERS.get(info.type)
     if parse is None:
-        raise TypeError(f'no command-line parser for config field type {hint!r}')
-    metavar = {int: 'INT', float: 'FLOAT', str: 'TEXT', Path: 'PATH'}[base]
-    if optional:
-        return _optional(parse), False, f'{metavar}|none'
-    return parse, False, metavar
+        raise TypeError(f'no command-line parser for config field {info.name!r} of type '
+                        f'{info.type!r}')
+    if info.optional:
+        return _optional(parse), f'{_METAVARS[info.type]}|none'
+    return parse, _METAVARS[info.type]
 
 
 def _flag_names(name: str) -> list[str]:
@@ -124,35 +107,24 @@ def _flag_names(name: str) -> list[str]:
 
 def _add_fields(group: argparse._ArgumentGroup, cls: type, dest_prefix: str,
                 skip: Sequence[str]) -> None:
-    hints = typing.get_type_hints(cls)
-    defaults = cls() if cls is ModelConfig else None
-    for f in dataclasses.fields(cls):
-        if f.name == 'model' or f.name in skip:
+    for info in describe(cls):
+        if info.name in skip:
             continue
-        parse, is_bool, metavar = _field_parser(hints[f.name])
-        default = getattr(defaults, f.name) if defaults is not None else _default_of(f)
-        described = f.metadata.get('help', '') if f.metadata else ''
-        help_text = f'{described} (default: {default})' if described else f'(default: {default})'
+        help_text = (f'{info.help} (default: {info.default})' if info.help
+                     else f'(default: {info.default})')
         help_text = help_text.replace('%', '%%')  # argparse formats help with %
-        kwargs: dict[str, Any] = dict(dest=dest_prefix + f.name, default=argparse.SUPPRESS,
+        kwargs: dict[str, Any] = dict(dest=dest_prefix + info.name, default=argparse.SUPPRESS,
                                       help=help_text)
-        if is_bool:
+        if info.type is bool:
             # "--flag" alone means true; "--flag false" and friends say it explicitly.
-            kwargs.update(type=parse, nargs='?', const=True, metavar=metavar)
-        elif f.name in _CHOICES:
-            kwargs.update(type=parse, choices=_CHOICES[f.name],
-                          metavar='{' + ','.join(map(str, _CHOICES[f.name])) + '}')
+            kwargs.update(type=parse_bool, nargs='?', const=True, metavar='BOOL')
         else:
+            parse, metavar = _field_parser(info)
             kwargs.update(type=parse, metavar=metavar)
-        group.add_argument(*_flag_names(f.name), **kwargs)
-
-
-def _default_of(f: dataclasses.Field[Any]) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
-    return None
+            if info.choices:
+                kwargs.update(choices=info.choices,
+                              metavar='{' + ','.join(map(str, info.choices)) + '}')
+        group.add_argument(*_flag_names(info.name), **kwargs)
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls: type[_C],

@@ -8,6 +8,13 @@ Ptychodus 1.7.0 builds ``ModelConfig(N=0, ...)`` for training and assigns
 ``config.model.N`` later, once the pattern size is known; ``N == 0`` therefore means
 "not yet known" and :meth:`ModelConfig.require_size` is what consumers call before
 they build anything.
+
+Each field declares, in its ``metadata``, everything the generated interfaces need, once:
+``help`` (its meaning: CLI ``--help``, the plugin panel's tool tip), ``choices`` (a closed
+vocabulary: CLI choices, panel combo box) and ``setting`` (a :class:`Setting`: the field's
+key and label in the Ptychodus plugin). :func:`describe` reads them for
+:mod:`ptycho.cli_config` and ``ptychopinn_plugin.settings``; the torch backend's view
+(``ptycho_torch.torch_config``) is derived from the fields themselves.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import math
 import numbers
 import os
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Mapping, MutableMapping, TypeVar
@@ -46,11 +55,71 @@ ACCELERATORS: tuple[str, ...] = ('auto', 'cpu', 'gpu', 'cuda', 'mps')
 STRATEGIES: tuple[str, ...] = ('auto', 'ddp', 'ddp_spawn')
 PRECISIONS: tuple[str, ...] = ('32-true', 'bf16-mixed')
 _DEVICE = re.compile(r'auto|cpu|cuda(:\d+)?')
+DEFAULT_SEED = 42
+"""The seed of a run whose ``subsample_seed`` is None."""
 PROBE_SCALE = 4.0
 """The one ``ModelConfig.probe_scale`` accepted (Ptychodus' default; the probe is normalised
 by its energy instead)."""
 
 Backend = Literal['tensorflow', 'pytorch']
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How a field appears in the Ptychodus plugin (``ptychopinn_plugin.settings``).
+
+    A field with a ``Setting`` in its metadata becomes a parameter of the plugin's settings
+    group for its dataclass and, unless ``shown`` is false, a row of the plugin's panel.
+    """
+
+    key: str
+    """Key in the Ptychodus settings file; fixed once released (saved settings use it)."""
+    label: str
+    """Row label in the panel."""
+    model_type: str | None = None
+    """Show the row only for this algorithm ('pinn' or 'supervised')."""
+    unset: int | None = None
+    """Settings value that stands for ``None`` (Ptychodus settings have no None)."""
+    menu: tuple[str, ...] = ()
+    """Values offered in the panel's combo box when not all ``choices`` (aliases left out)."""
+    shown: bool = True
+    """False: kept in the settings file for Ptychodus' sake, with no panel row."""
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """One config field as the generated interfaces (CLI flags, plugin settings) see it."""
+
+    name: str
+    type: type
+    """``bool``, ``int``, ``float``, ``str`` or ``Path`` (``None`` stripped, see ``optional``)."""
+    optional: bool
+    default: Any
+    help: str
+    choices: tuple[Any, ...]
+    setting: Setting | None
+
+
+def describe(cls: type) -> tuple[FieldInfo, ...]:
+    """The fields of a config dataclass with their metadata (the nested ``model`` left out)."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.name == 'model':
+            continue
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        optional = isinstance(hint, types.UnionType) and type(None) in args
+        base = next(a for a in args if a is not type(None)) if optional else hint
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        else:
+            default = None
+        out.append(FieldInfo(f.name, base, optional, default, f.metadata.get('help', ''),
+                             tuple(f.metadata.get('choices', ())), f.metadata.get('setting')))
+    return tuple(out)
 
 
 def _fail(cls_name: str, field_name: str, expected: str, found: Any) -> None:
@@ -105,38 +174,56 @@ class ModelConfig:
     """Network and physics settings; identical meaning in both backends."""
 
     N: int = field(default=64,
-        metadata={'help': 'patch (diffraction pattern) size in pixels: 64, 128 or 256 (0 = take it from the data)'})
+        metadata={'choices': PATCH_SIZES,
+                  'help': 'patch (diffraction pattern) size in pixels: 64, 128 or 256 (0 = take it from the data)'})
     gridsize: int = field(default=1,
-        metadata={'help': 'patterns per sample along each axis; C = gridsize**2 neighbouring patterns are reconstructed together'})
+        metadata={'setting': Setting('GridSize', 'Grid Size'),
+                  'help': 'patterns per sample along each axis; C = gridsize**2 neighbouring patterns are reconstructed together'})
     n_filters_scale: int = field(default=2,
-        metadata={'help': 'network width multiplier (level widths 16*scale*2**k)'})
+        metadata={'setting': Setting('NumFiltersScale', 'Filter Scale'),
+                  'help': 'network width multiplier (level widths 16*scale*2**k)'})
     model_type: str = field(default='pinn',
-        metadata={'help': "'pinn' (physics-informed, no ground truth) or 'supervised' (needs objectGuess)"})
+        metadata={'choices': MODEL_TYPES,
+                  'help': "'pinn' (physics-informed, no ground truth) or 'supervised' (needs objectGuess)"})
     amp_activation: str = field(default='sigmoid',
-        metadata={'help': 'output activation of the amplitude decoder'})
+        metadata={'choices': AMP_ACTIVATIONS,
+                  'setting': Setting('AmpActivation', 'Amplitude Activation',
+                                     menu=tuple(a for a in AMP_ACTIVATIONS if a != 'silu')),
+                  'help': 'output activation of the amplitude decoder'})
     object_big: bool = field(default=True,
-        metadata={'help': 'with gridsize > 1, merge the C patches on a shared canvas so neighbours must agree'})
+        metadata={'setting': Setting('ObjectBig', 'Object Big'),
+                  'help': 'with gridsize > 1, merge the C patches on a shared canvas so neighbours must agree'})
     probe_big: bool = field(default=True,
-        metadata={'help': 'let the object extend beyond the central N/2 window through a periphery branch'})
+        metadata={'setting': Setting('ProbeBig', 'Probe Big'),
+                  'help': 'let the object extend beyond the central N/2 window through a periphery branch'})
     probe_mask: bool = field(default=False,
-        metadata={'help': 'multiply the probe by a disk of radius N/4'})
+        metadata={'setting': Setting('ProbeMask', 'Probe Mask'),
+                  'help': 'multiply the probe by a disk of radius N/4'})
     pad_object: bool = field(default=True,
-        metadata={'help': 'confine the reconstructed object to the central N/2 window of each patch'})
+        metadata={'setting': Setting('PadObject', 'Pad Object'),
+                  'help': 'confine the reconstructed object to the central N/2 window of each patch'})
     probe_scale: float = field(default=PROBE_SCALE,
-        metadata={'help': 'Ptychodus compatibility setting, fixed at 4.0: the probe is normalised '
+        metadata={'setting': Setting('ProbeScale', 'Probe Scale', shown=False),
+                  'help': 'Ptychodus compatibility setting, fixed at 4.0: the probe is normalised '
                           'by its energy (specs/architecture.md), so no other value is accepted'})
     gaussian_smoothing_sigma: float = field(default=0.0,
-        metadata={'help': 'Ptychodus compatibility setting, fixed at 0: this implementation has '
+        metadata={'setting': Setting('GaussianSmoothingSigma', 'Gaussian Smoothing Sigma',
+                                     shown=False),
+                  'help': 'Ptychodus compatibility setting, fixed at 0: this implementation has '
                           'no smoothing of the object, so no other value is accepted'})
     input_features: str = field(default='backprojection',
-        metadata={'help': "network input: 'backprojection' (amplitudes plus a physics back-projection "
+        metadata={'choices': INPUT_FEATURES, 'setting': Setting('InputFeatures', 'Network Input'),
+                  'help': "network input: 'backprojection' (amplitudes plus a physics back-projection "
                           "of the group into object space) or 'amplitude' (the amplitudes only)"})
     backprojection_iterations: int = field(default=8,
-        metadata={'help': 'projection steps from a flat object that make the back-projection input'})
+        metadata={'setting': Setting('BackprojectionIterations', 'Back-projection Steps'),
+                  'help': 'projection steps from a flat object that make the back-projection input'})
     skip_connections: bool = field(default=True,
-        metadata={'help': 'pass encoder features to the decoders at matching resolution (U-Net style)'})
+        metadata={'setting': Setting('SkipConnections', 'Skip Connections'),
+                  'help': 'pass encoder features to the decoders at matching resolution (U-Net style)'})
     network_precision: str = field(default='float32',
-        metadata={'help': "arithmetic of the network's convolutions: 'float32', 'bfloat16' (about "
+        metadata={'choices': NETWORK_PRECISIONS,
+                  'help': "arithmetic of the network's convolutions: 'float32', 'bfloat16' (about "
                           "2x faster on CPUs with AMX/AVX512-BF16 and on recent GPUs; physics and "
                           "loss stay float32) or 'auto' (bfloat16 where the hardware has it "
                           "natively, float32 elsewhere); both backends"})
@@ -202,62 +289,87 @@ class TrainingConfig(_RunConfig):
         metadata={'help': 'training data: NPZ per specs/data_contracts.md'})
     test_data_file: Path | None = field(default=None,
         metadata={'help': 'optional test/validation data: NPZ per specs/data_contracts.md'})
-    batch_size: int = field(default=16, metadata={'help': 'samples (groups) per optimisation step'})
-    nepochs: int = field(default=50, metadata={'help': 'training epochs'})
-    learning_rate: float = field(default=1e-3, metadata={'help': 'Adam learning rate'})
+    batch_size: int = field(default=16,
+        metadata={'setting': Setting('BatchSize', 'Batch Size'),
+                  'help': 'samples (groups) per optimisation step'})
+    nepochs: int = field(default=50,
+        metadata={'setting': Setting('NumEpochs', 'Epochs'), 'help': 'training epochs'})
+    learning_rate: float = field(default=1e-3,
+        metadata={'setting': Setting('LearningRate', 'Learning Rate'),
+                  'help': 'Adam learning rate'})
     mae_weight: float = field(default=0.0,
-        metadata={'help': 'weight of the diffraction-amplitude MAE loss term (0..1)'})
+        metadata={'setting': Setting('MAEWeight', 'Amplitude MAE Weight', model_type='pinn'),
+                  'help': 'weight of the diffraction-amplitude MAE loss term (0..1)'})
     nll_weight: float = field(default=1.0,
-        metadata={'help': 'weight of the Poisson negative log-likelihood loss term (0..1)'})
+        metadata={'setting': Setting('NLLWeight', 'Poisson NLL Weight', model_type='pinn'),
+                  'help': 'weight of the Poisson negative log-likelihood loss term (0..1)'})
     realspace_mae_weight: float = field(default=0.0,
-        metadata={'help': 'supervised mode only: weight of the real-space MAE term '
+        metadata={'setting': Setting('RealspaceMAEWeight', 'Real-space MAE Weight',
+                                     model_type='supervised'),
+                  'help': 'supervised mode only: weight of the real-space MAE term '
                           'mean(|Re(O - Y)| + |Im(O - Y)|) between the complex object patches O '
                           'and the ground truth Y, added to the amplitude/phase loss (0..1)'})
     realspace_weight: float = field(default=0.0,
-        metadata={'help': 'supervised mode only: weight of the real-space MSE term '
+        metadata={'setting': Setting('RealspaceWeight', 'Real-space MSE Weight',
+                                     model_type='supervised'),
+                  'help': 'supervised mode only: weight of the real-space MSE term '
                           'mean|O - Y|^2 added to the amplitude/phase loss (0..1)'})
     nphotons: float = field(default=1e9,
-        metadata={'help': 'photons per pattern the normalised data stand for; sets the Poisson scale'})
+        metadata={'setting': Setting('NumPhotons', 'Photons per Pattern'),
+                  'help': 'photons per pattern the normalised data stand for; sets the Poisson scale'})
     n_groups: int | None = field(default=None,
-        metadata={'help': 'number of groups (samples) to use; none = one per scan position'})
+        metadata={'setting': Setting('NumGroups', 'Groups (0 = all)', unset=0),
+                  'help': 'number of groups (samples) to use; none = one per scan position'})
     neighbor_count: int = field(default=4,
-        metadata={'help': 'K nearest neighbours a group is drawn from (gridsize > 1)'})
+        metadata={'setting': Setting('NeighborCount', 'Neighbours'),
+                  'help': 'K nearest neighbours a group is drawn from (gridsize > 1)'})
     positions_provided: bool = field(default=True,
         metadata={'help': 'Ptychodus compatibility setting, fixed at true: training needs the '
                           'scan positions (position-free training is not implemented)'})
     probe_trainable: bool = field(default=False,
-        metadata={'help': 'refine the probe during training'})
+        metadata={'setting': Setting('ProbeTrainable', 'Train Probe'),
+                  'help': 'refine the probe during training'})
     intensity_scale_trainable: bool = field(default=True,
-        metadata={'help': 'learn the photon scale (log-parameterised) during training'})
+        metadata={'setting': Setting('IntensityScaleTrainable', 'Train Intensity Scale',
+                                     model_type='pinn'),
+                  'help': 'learn the photon scale (log-parameterised) during training'})
     output_dir: Path = field(default=Path('training_outputs'),
         metadata={'help': 'directory for checkpoints, the model bundle and figures'})
-    backend: str = field(default='tensorflow', metadata={'help': "'tensorflow' or 'pytorch'"})
+    backend: str = field(default='tensorflow',
+        metadata={'choices': BACKENDS, 'help': "'tensorflow' or 'pytorch'"})
     debug: bool = field(default=False, metadata={'help': 'progress bars and verbose logging'})
-    subsample_seed: int | None = field(default=42,
-        metadata={'help': 'seed for grouping, shuffling and initialisation (reproducible runs)'})
+    subsample_seed: int | None = field(default=DEFAULT_SEED,
+        metadata={'setting': Setting('Seed', 'Seed'),
+                  'help': 'seed for grouping, shuffling and initialisation (reproducible runs)'})
     sequential_sampling: bool = field(default=False,
         metadata={'help': 'take group seed positions in scan order instead of at random'})
     validation_split: float = field(default=0.05,
-        metadata={'help': 'fraction of training groups held out for validation when no test data is given'})
+        metadata={'setting': Setting('ValidationSplit', 'Validation Fraction'),
+                  'help': 'fraction of training groups held out for validation when no test data is given'})
     early_stopping_patience: int = field(default=0,
         metadata={'help': 'stop after this many epochs without improvement (0 = never)'})
     lr_plateau_patience: int = field(default=3,
         metadata={'help': 'halve the learning rate after this many epochs in which the loss did not decrease at all (0 = off)'})
     logger: str = field(default='csv',
-        metadata={'help': 'training log in OUTPUT_DIR/logs (or mlruns): csv, tensorboard, mlflow or none'})
+        metadata={'choices': LOGGERS,
+                  'help': 'training log in OUTPUT_DIR/logs (or mlruns): csv, tensorboard, mlflow or none'})
     accelerator: str = field(default='auto',
-        metadata={'help': "where training runs: 'auto' (a GPU when there is one), 'cpu' or 'gpu'"})
+        metadata={'choices': ACCELERATORS, 'setting': Setting('Accelerator', 'Accelerator'),
+                  'help': "where training runs: 'auto' (a GPU when there is one), 'cpu' or 'gpu'"})
     devices: int = field(default=1,
-        metadata={'help': 'GPUs per node to train on (pytorch with strategy ddp: also CPU '
+        metadata={'setting': Setting('Devices', 'Devices'),
+                  'help': 'GPUs per node to train on (pytorch with strategy ddp: also CPU '
                           'processes; tensorflow: MirroredStrategy over that many GPUs)'})
     strategy: str = field(default='auto',
-        metadata={'help': "how several devices share training: 'auto', or Lightning's 'ddp' / "
+        metadata={'choices': STRATEGIES, 'setting': Setting('Strategy', 'Strategy'),
+                  'help': "how several devices share training: 'auto', or Lightning's 'ddp' / "
                           "'ddp_spawn' (pytorch; each device trains on its own shard of the groups)"})
     num_nodes: int = field(default=1,
         metadata={'help': 'machines in a multi-node run (pytorch, strategy ddp; torchrun or SLURM '
                           'starts one process per device)'})
     precision: str = field(default='32-true',
-        metadata={'help': "Lightning training precision: '32-true' or 'bf16-mixed' (pytorch); "
+        metadata={'choices': PRECISIONS, 'setting': Setting('Precision', 'Precision'),
+                  'help': "Lightning training precision: '32-true' or 'bf16-mixed' (pytorch); "
                           "the network's own arithmetic is ModelConfig.network_precision"})
     num_workers: int = field(default=0,
         metadata={'help': 'data-loader worker processes (pytorch; tensorflow keeps the data in '
@@ -333,8 +445,8 @@ class TrainingConfig(_RunConfig):
 
     @property
     def seed(self) -> int:
-        """The seed actually used (``subsample_seed`` or 42)."""
-        return 42 if self.subsample_seed is None else self.subsample_seed
+        """The seed actually used (``subsample_seed`` or :data:`DEFAULT_SEED`)."""
+        return DEFAULT_SEED if self.subsample_seed is None else self.subsample_seed
 
 
 @dataclass
@@ -351,21 +463,25 @@ class InferenceConfig(_RunConfig):
         metadata={'help': 'number of groups (samples) to reconstruct; none = one per scan '
                           'position'})
     neighbor_count: int = field(default=4,
-        metadata={'help': 'K nearest neighbours a group is drawn from (gridsize > 1)'})
+        metadata={'setting': Setting('NeighborCount', 'Neighbours'),
+                  'help': 'K nearest neighbours a group is drawn from (gridsize > 1)'})
     batch_size: int = field(default=256,
-        metadata={'help': 'groups per forward pass'})
+        metadata={'setting': Setting('BatchSize', 'Batch Size'),
+                  'help': 'groups per forward pass'})
     output_dir: Path = field(default=Path('inference_outputs'),
         metadata={'help': 'directory for the reconstruction outputs (ptychopinn infer)'})
-    backend: str = field(default='tensorflow', metadata={'help': "'tensorflow' or 'pytorch'"})
+    backend: str = field(default='tensorflow',
+        metadata={'choices': BACKENDS, 'help': "'tensorflow' or 'pytorch'"})
     debug: bool = field(default=False,
         metadata={'help': 'log how the reconstruction ran (groups, batches, device, timings) '
                           'at INFO level instead of DEBUG'})
-    subsample_seed: int | None = field(default=42,
+    subsample_seed: int | None = field(default=DEFAULT_SEED,
         metadata={'help': 'seed for choosing the groups (random sampling, neighbours)'})
     sequential_sampling: bool = field(default=True,
         metadata={'help': 'take group seed positions in scan order instead of at random'})
     device: str = field(default='auto',
-        metadata={'help': "where reconstruction runs: 'auto' (a GPU when there is one), 'cpu', "
+        metadata={'setting': Setting('Device', 'Device'),
+                  'help': "where reconstruction runs: 'auto' (a GPU when there is one), 'cpu', "
                           "'cuda' or 'cuda:N' (the GPU with index N)"})
 
     def __post_init__(self) -> None:
@@ -391,7 +507,7 @@ class InferenceConfig(_RunConfig):
 
     @property
     def seed(self) -> int:
-        return 42 if self.subsample_seed is None else self.subsample_seed
+        return DEFAULT_SEED if self.subsample_seed is None else self.subsample_seed
 
 
 AnyConfig = TrainingConfig | InferenceConfig

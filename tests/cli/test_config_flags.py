@@ -36,6 +36,19 @@ def test_every_config_field_has_a_flag() -> None:
                 assert f'--{f.name}' in flags, (cls.__name__, f.name)
 
 
+def test_flag_choices_and_help_come_from_the_field_metadata() -> None:
+    from ptycho.config.config import describe
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    actions = {a.dest: a for a in sub.choices['train']._actions}
+    for cls, prefix in ((TrainingConfig, ''), (ModelConfig, 'model.')):
+        for info in describe(cls):
+            action = actions[prefix + info.name]
+            assert tuple(action.choices or ()) == info.choices, info.name
+            assert info.help.replace('%', '%%') in action.help, info.name
+
+
 @pytest.mark.parametrize('text,value', [('true', True), ('False', False), ('yes', True),
                                         ('NO', False), ('1', True), ('0', False),
                                         ('on', True), ('off', False)])
