@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from ptycho.config.config import with_legacy_model_defaults
 from ptycho.network_layout import decoder_steps, input_channels, level_widths, skip_plan
 from ptycho_torch import config_params, physics
-from ptycho_torch.torch_config import MODES, TORCH_ACTIVATIONS, ModelConfig, TrainingConfig
+from ptycho_torch.torch_config import (MODES, TORCH_ACTIVATIONS, ModelConfig, TrainingConfig,
+                                        view_from_dict)
 
 logger = logging.getLogger(__name__)
 
@@ -367,15 +368,7 @@ def _as_dataclass(cls: type, value: Any) -> Any:
     data = dict(value)
     if cls is ModelConfig:  # checkpoints written before these settings existed
         data = with_legacy_model_defaults(data)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f'{cls.__name__}: unknown keys {unknown}')
-    if 'grid_size' in data:
-        data['grid_size'] = tuple(data['grid_size'])
-    if 'output_dir' in data and data['output_dir'] is not None:
-        data['output_dir'] = Path(data['output_dir'])
-    return cls(**data)
+    return view_from_dict(cls, data)
 
 
 def _plain(config: Any) -> dict[str, Any]:
