@@ -1,7 +1,9 @@
 """The GUI panel Ptychodus shows when a PtychoPINN-Dual algorithm is selected.
 
 Built with Ptychodus' own parameter widgets, so edits go straight into the settings
-registry (and so into the saved settings file). A status line re-validates every change
+registry (and so into the saved settings file). The rows are generated from the settings
+groups, and so from the config fields' metadata (label, help, choices); only the backend
+choice is laid out here. A status line re-validates every change
 through the ``ptycho.config`` dataclasses and shows the first problem in red, so a bad
 value is visible before Train/Infer is pressed (which then fails with the same message).
 """
@@ -19,14 +21,15 @@ from ptychodus.controller.parameters import (
 )
 from ptychodus.controller.processing import ReconstructorViewControllerFactory
 
-from ptycho.config.config import ACCELERATORS, BACKENDS, INPUT_FEATURES, PRECISIONS, STRATEGIES
+from ptycho.config.config import BACKENDS
 
 from . import LIBRARY_NAME
 from .library import PinnDualReconstructorLibrary
-from .settings import AMP_ACTIVATION_CHOICES, PluginSettings
+from .settings import ConfigSettings, PluginField, PluginSettings
 
 BACKEND_COMBO_NAME = 'ptychopinnDualBackendComboBox'
 STATUS_LABEL_NAME = 'ptychopinnDualStatusLabel'
+MODEL_GROUP_TITLE = 'Model (patch size N = diffraction pattern size)'
 
 
 class ValidationStatusViewController(ParameterViewController, Observer):
@@ -73,7 +76,6 @@ class PinnDualViewControllerFactory(ReconstructorViewControllerFactory):
 
     def create_view_controller(self, reconstructor_name: str) -> QWidget:
         settings = self._library.settings
-        is_pinn = reconstructor_name.casefold() == 'pinn'
         builder = ParameterViewBuilder(self._file_dialog_factory)
         builder.add_view_controller_to_top(
             ValidationStatusViewController(settings, reconstructor_name.lower()))
@@ -85,56 +87,40 @@ class PinnDualViewControllerFactory(ReconstructorViewControllerFactory):
         backend.get_widget().setObjectName(BACKEND_COMBO_NAME)
         builder.add_view_controller(backend, 'Backend:', group='Backend')
 
-        model = settings.model
-        group = 'Model (patch size N = diffraction pattern size)'
-        builder.add_integer_line_edit(model.gridsize, 'Grid Size:', group=group,
-                                      tool_tip='Patterns per sample = gridsize**2')
-        builder.add_integer_line_edit(model.n_filters_scale, 'Filter Scale:', group=group)
-        builder.add_combo_box(model.amp_activation, AMP_ACTIVATION_CHOICES,
-                              'Amplitude Activation:', group=group)
-        builder.add_check_box(model.object_big, 'Object Big', group=group)
-        builder.add_check_box(model.probe_big, 'Probe Big', group=group)
-        builder.add_check_box(model.pad_object, 'Pad Object', group=group)
-        builder.add_check_box(model.probe_mask, 'Probe Mask', group=group)
-        builder.add_combo_box(model.input_features, INPUT_FEATURES, 'Network Input:',
-                              group=group)
-        builder.add_integer_line_edit(model.backprojection_iterations,
-                                      'Back-projection Steps:', group=group)
-        builder.add_check_box(model.skip_connections, 'Skip Connections', group=group)
-
-        training = settings.training
-        group = 'Training'
-        builder.add_integer_line_edit(training.nepochs, 'Epochs:', group=group)
-        builder.add_integer_line_edit(training.batch_size, 'Batch Size:', group=group)
-        builder.add_decimal_line_edit(training.learning_rate, 'Learning Rate:', group=group)
-        builder.add_decimal_line_edit(training.nphotons, 'Photons per Pattern:', group=group)
-        if is_pinn:
-            builder.add_decimal_line_edit(training.nll_weight, 'Poisson NLL Weight:', group=group)
-            builder.add_decimal_line_edit(training.mae_weight, 'Amplitude MAE Weight:',
-                                          group=group)
-            builder.add_check_box(training.intensity_scale_trainable,
-                                  'Train Intensity Scale', group=group)
-        else:
-            builder.add_decimal_line_edit(training.realspace_mae_weight, 'Real-space MAE Weight:',
-                                          group=group)
-            builder.add_decimal_line_edit(training.realspace_weight, 'Real-space MSE Weight:',
-                                          group=group)
-        builder.add_integer_line_edit(training.n_groups, 'Groups (0 = all):', group=group)
-        builder.add_integer_line_edit(training.neighbor_count, 'Neighbours:', group=group)
-        builder.add_integer_line_edit(training.seed, 'Seed:', group=group)
-        builder.add_decimal_line_edit(training.validation_split, 'Validation Fraction:',
-                                      group=group)
-        builder.add_combo_box(training.accelerator, ACCELERATORS, 'Accelerator:', group=group)
-        builder.add_integer_line_edit(training.devices, 'Devices:', group=group,
-                                      tool_tip='GPUs to train on (PyTorch: with Strategy ddp)')
-        builder.add_combo_box(training.strategy, STRATEGIES, 'Strategy:', group=group)
-        builder.add_combo_box(training.precision, PRECISIONS, 'Precision:', group=group)
-
-        inference = settings.inference
-        group = 'Inference'
-        builder.add_integer_line_edit(inference.batch_size, 'Batch Size:', group=group)
-        builder.add_integer_line_edit(inference.neighbor_count, 'Neighbours:', group=group)
-        builder.add_line_edit(inference.device, 'Device:', group=group,
-                              tool_tip="'auto' (a GPU when there is one), 'cpu', 'cuda' or "
-                                       "'cuda:N'")
+        for group_settings, title in ((settings.model, MODEL_GROUP_TITLE),
+                                      (settings.training, 'Training'),
+                                      (settings.inference, 'Inference')):
+            add_rows(builder, group_settings, title, reconstructor_name.lower())
         return builder.build_widget()
+
+
+def add_rows(builder: ParameterViewBuilder, group: ConfigSettings, title: str,
+             model_type: str) -> None:
+    """One panel row per shown setting of ``group``, its widget chosen by the field: a check
+    box for a flag, a combo box for a closed vocabulary, else a line edit; the field's help
+    is the tool tip."""
+    for field in group.fields:
+        setting = field.setting
+        if not setting.shown or setting.model_type not in (None, model_type):
+            continue
+        parameter = group.parameters[field.name]
+        tip = _tool_tip(field)
+        kind = field.info.type
+        if kind is bool:
+            builder.add_check_box(parameter, setting.label, tool_tip=tip, group=title)
+        elif field.menu and kind is str:
+            builder.add_combo_box(parameter, field.menu, f'{setting.label}:', tool_tip=tip,
+                                  group=title)
+        elif kind is int:
+            builder.add_integer_line_edit(parameter, f'{setting.label}:', tool_tip=tip,
+                                          group=title)
+        elif kind is float:
+            builder.add_decimal_line_edit(parameter, f'{setting.label}:', tool_tip=tip,
+                                          group=title)
+        else:
+            builder.add_line_edit(parameter, f'{setting.label}:', tool_tip=tip, group=title)
+
+
+def _tool_tip(field: PluginField) -> str:
+    help_text = field.info.help
+    return help_text[:1].upper() + help_text[1:] if help_text else ''

@@ -1,11 +1,16 @@
 """The plugin's Ptychodus settings groups and their translation into run configs.
 
 The values live in Ptychodus' own settings registry, so they are saved to and read from
-the Ptychodus settings file like every other reconstructor's. The parameters carry no
-minimum/maximum: Ptychodus clamps bounded parameters silently, which would hide a bad
-value in a settings file. Instead every value is checked by the
-``ptycho.config.config`` dataclasses, whose ``ValueError`` names the field, what was
-expected and what was found; that message is what Ptychodus shows.
+the Ptychodus settings file like every other reconstructor's. The groups are generated from
+the ``ptycho.config.config`` dataclasses: every field whose metadata carries a
+:class:`~ptycho.config.config.Setting` becomes a parameter under that setting's key, typed
+and defaulted by the field, so the plugin cannot fall behind the configs. Only the backend
+choice, shared by training and inference, is declared here.
+
+The parameters carry no minimum/maximum: Ptychodus clamps bounded parameters silently,
+which would hide a bad value in a settings file. Instead every value is checked by the
+dataclasses, whose ``ValueError`` names the field, what was expected and what was found;
+that message is what Ptychodus shows.
 """
 
 from __future__ import annotations
@@ -13,22 +18,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from ptychodus.api.observer import Observable, Observer
-from ptychodus.api.parameters import (
-    BooleanParameter,
-    IntegerParameter,
-    RealParameter,
-    StringParameter,
-)
+from ptychodus.api.parameters import Parameter, ParameterGroup, StringParameter
 from ptychodus.api.settings import SettingsRegistry
 
 from ptycho.config.config import (
-    AMP_ACTIVATIONS,
     BACKENDS,
+    FieldInfo,
     InferenceConfig,
     ModelConfig,
+    Setting,
     TrainingConfig,
+    describe,
 )
 
 logger = logging.getLogger(__name__)
@@ -39,8 +42,45 @@ GROUP_TRAINING = 'PtychoPINNDualTraining'
 GROUP_INFERENCE = 'PtychoPINNDualInference'
 GROUP_NAMES = (GROUP_BACKEND, GROUP_MODEL, GROUP_TRAINING, GROUP_INFERENCE)
 
-# The amplitude activations a user can pick ('silu' is an alias of 'swish').
-AMP_ACTIVATION_CHOICES: tuple[str, ...] = tuple(a for a in AMP_ACTIVATIONS if a != 'silu')
+_CREATE: dict[type, Callable[[ParameterGroup, str, Any], Parameter[Any]]] = {
+    bool: ParameterGroup.create_boolean_parameter,
+    int: ParameterGroup.create_integer_parameter,
+    float: ParameterGroup.create_real_parameter,
+    str: ParameterGroup.create_string_parameter,
+}
+
+
+@dataclass(frozen=True)
+class PluginField:
+    """A config field that is a plugin setting."""
+
+    info: FieldInfo
+    setting: Setting
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def menu(self) -> tuple[str, ...]:
+        """The values a combo box offers (empty: a free-form field)."""
+        return self.setting.menu or tuple(map(str, self.info.choices))
+
+
+def plugin_fields(cls: type) -> tuple[PluginField, ...]:
+    """The fields of ``cls`` that declare a :class:`Setting`, in declaration order."""
+    out = []
+    for info in describe(cls):
+        if info.setting is None:
+            continue
+        if info.type not in _CREATE:
+            raise TypeError(f'{cls.__name__}.{info.name}: a {info.type.__name__} field cannot '
+                            f'be a Ptychodus setting')
+        if info.default is None and info.setting.unset is None:
+            raise TypeError(f'{cls.__name__}.{info.name}: a field whose default is None needs '
+                            f'Setting.unset (the settings value that stands for None)')
+        out.append(PluginField(info, info.setting))
+    return tuple(out)
 
 
 class _Group(Observable, Observer):
@@ -52,83 +92,50 @@ class _Group(Observable, Observer):
         self._group = registry.create_group(name)
         self._group.add_observer(self)
 
-    def _string(self, key: str, value: str) -> StringParameter:
-        return self._group.create_string_parameter(key, value)
-
-    def _int(self, key: str, value: int) -> IntegerParameter:
-        return self._group.create_integer_parameter(key, value)
-
-    def _real(self, key: str, value: float) -> RealParameter:
-        return self._group.create_real_parameter(key, value)
-
-    def _bool(self, key: str, value: bool) -> BooleanParameter:
-        return self._group.create_boolean_parameter(key, value)
-
     def _update(self, observable: Observable) -> None:
         if observable is self._group:
             self.notify_observers()
 
 
 class BackendSettings(_Group):
+    """Which backend trains and runs the model (one choice for training and inference)."""
+
     def __init__(self, registry: SettingsRegistry) -> None:
         super().__init__(registry, GROUP_BACKEND)
-        self.backend = self._string('Backend', 'tensorflow')
+        default = next(i.default for i in describe(TrainingConfig) if i.name == 'backend')
+        self.backend: StringParameter = self._group.create_string_parameter('Backend', default)
 
 
-class ModelSettings(_Group):
-    """Network settings; the patch size N is not a setting: it is the pattern size."""
+class ConfigSettings(_Group):
+    """The settings of one config dataclass; each parameter is an attribute named like its
+    field (``settings.training.nepochs``)."""
 
-    def __init__(self, registry: SettingsRegistry) -> None:
-        super().__init__(registry, GROUP_MODEL)
-        defaults = ModelConfig(N=0)
-        self.gridsize = self._int('GridSize', defaults.gridsize)
-        self.n_filters_scale = self._int('NumFiltersScale', defaults.n_filters_scale)
-        self.amp_activation = self._string('AmpActivation', defaults.amp_activation)
-        self.object_big = self._bool('ObjectBig', defaults.object_big)
-        self.probe_big = self._bool('ProbeBig', defaults.probe_big)
-        self.probe_mask = self._bool('ProbeMask', defaults.probe_mask)
-        self.pad_object = self._bool('PadObject', defaults.pad_object)
-        self.probe_scale = self._real('ProbeScale', defaults.probe_scale)
-        self.gaussian_smoothing_sigma = self._real(
-            'GaussianSmoothingSigma', defaults.gaussian_smoothing_sigma)
-        self.input_features = self._string('InputFeatures', defaults.input_features)
-        self.backprojection_iterations = self._int('BackprojectionIterations',
-                                                   defaults.backprojection_iterations)
-        self.skip_connections = self._bool('SkipConnections', defaults.skip_connections)
+    def __init__(self, registry: SettingsRegistry, name: str, cls: type) -> None:
+        super().__init__(registry, name)
+        self.config_class = cls
+        self.fields = plugin_fields(cls)
+        self.parameters: dict[str, Parameter[Any]] = {}
+        for field in self.fields:
+            default = field.info.default
+            if default is None:
+                default = field.setting.unset
+            self.parameters[field.name] = _CREATE[field.info.type](
+                self._group, field.setting.key, default)
 
+    def __getattr__(self, name: str) -> Parameter[Any]:
+        parameters = self.__dict__.get('parameters', {})
+        if name in parameters:
+            return parameters[name]
+        raise AttributeError(f'{type(self).__name__} has no setting {name!r}')
 
-class TrainingSettings(_Group):
-    def __init__(self, registry: SettingsRegistry) -> None:
-        super().__init__(registry, GROUP_TRAINING)
-        defaults = TrainingConfig(model=ModelConfig(N=0))
-        self.nepochs = self._int('NumEpochs', defaults.nepochs)
-        self.batch_size = self._int('BatchSize', defaults.batch_size)
-        self.learning_rate = self._real('LearningRate', defaults.learning_rate)
-        self.nphotons = self._real('NumPhotons', defaults.nphotons)
-        self.nll_weight = self._real('NLLWeight', defaults.nll_weight)
-        self.mae_weight = self._real('MAEWeight', defaults.mae_weight)
-        self.realspace_mae_weight = self._real('RealspaceMAEWeight', defaults.realspace_mae_weight)
-        self.realspace_weight = self._real('RealspaceWeight', defaults.realspace_weight)
-        self.n_groups = self._int('NumGroups', 0)  # 0 = one group per scan position
-        self.neighbor_count = self._int('NeighborCount', defaults.neighbor_count)
-        self.seed = self._int('Seed', defaults.seed)
-        self.validation_split = self._real('ValidationSplit', defaults.validation_split)
-        self.intensity_scale_trainable = self._bool(
-            'IntensityScaleTrainable', defaults.intensity_scale_trainable)
-        self.probe_trainable = self._bool('ProbeTrainable', defaults.probe_trainable)
-        self.accelerator = self._string('Accelerator', defaults.accelerator)
-        self.devices = self._int('Devices', defaults.devices)
-        self.strategy = self._string('Strategy', defaults.strategy)
-        self.precision = self._string('Precision', defaults.precision)
-
-
-class InferenceSettings(_Group):
-    def __init__(self, registry: SettingsRegistry) -> None:
-        super().__init__(registry, GROUP_INFERENCE)
-        defaults = InferenceConfig(model=ModelConfig(N=0))
-        self.batch_size = self._int('BatchSize', defaults.batch_size)
-        self.neighbor_count = self._int('NeighborCount', defaults.neighbor_count)
-        self.device = self._string('Device', defaults.device)
+    def values(self) -> dict[str, Any]:
+        """The config values of the settings (``Setting.unset`` becomes ``None``)."""
+        out: dict[str, Any] = {}
+        for field in self.fields:
+            value = self.parameters[field.name].get_value()
+            unset = field.setting.unset
+            out[field.name] = None if unset is not None and value == unset else value
+        return out
 
 
 @dataclass
@@ -136,14 +143,16 @@ class PluginSettings:
     """All four groups, registered once per Ptychodus settings registry."""
 
     backend: BackendSettings
-    model: ModelSettings
-    training: TrainingSettings
-    inference: InferenceSettings
+    model: ConfigSettings
+    training: ConfigSettings
+    inference: ConfigSettings
 
     @classmethod
     def register(cls, registry: SettingsRegistry) -> PluginSettings:
-        return cls(BackendSettings(registry), ModelSettings(registry),
-                   TrainingSettings(registry), InferenceSettings(registry))
+        return cls(BackendSettings(registry),
+                   ConfigSettings(registry, GROUP_MODEL, ModelConfig),
+                   ConfigSettings(registry, GROUP_TRAINING, TrainingConfig),
+                   ConfigSettings(registry, GROUP_INFERENCE, InferenceConfig))
 
     def groups(self) -> tuple[_Group, ...]:
         return (self.backend, self.model, self.training, self.inference)
@@ -157,65 +166,22 @@ class PluginSettings:
         return value
 
     def model_config(self, model_type: str, N: int = 0) -> ModelConfig:
-        m = self.model
-        return ModelConfig(
-            N=N,
-            gridsize=m.gridsize.get_value(),
-            n_filters_scale=m.n_filters_scale.get_value(),
-            model_type=model_type,
-            amp_activation=m.amp_activation.get_value(),
-            object_big=m.object_big.get_value(),
-            probe_big=m.probe_big.get_value(),
-            probe_mask=m.probe_mask.get_value(),
-            pad_object=m.pad_object.get_value(),
-            probe_scale=m.probe_scale.get_value(),
-            gaussian_smoothing_sigma=m.gaussian_smoothing_sigma.get_value(),
-            input_features=m.input_features.get_value(),
-            backprojection_iterations=m.backprojection_iterations.get_value(),
-            skip_connections=m.skip_connections.get_value(),
-        )
+        return ModelConfig(N=N, model_type=model_type, **self.model.values())
 
     def training_config(self, model_type: str, N: int = 0,
                         output_dir: Path | None = None) -> TrainingConfig:
-        """A validated :class:`TrainingConfig` (``N=0``: the worker sets it from the data)."""
-        t = self.training
-        n_groups = t.n_groups.get_value()
-        return TrainingConfig(
-            model=self.model_config(model_type, N),
-            backend=self.backend_name(),
-            nepochs=t.nepochs.get_value(),
-            batch_size=t.batch_size.get_value(),
-            learning_rate=t.learning_rate.get_value(),
-            nphotons=t.nphotons.get_value(),
-            nll_weight=t.nll_weight.get_value(),
-            mae_weight=t.mae_weight.get_value(),
-            realspace_mae_weight=t.realspace_mae_weight.get_value(),
-            realspace_weight=t.realspace_weight.get_value(),
-            n_groups=None if n_groups == 0 else n_groups,
-            neighbor_count=t.neighbor_count.get_value(),
-            subsample_seed=t.seed.get_value(),
-            validation_split=t.validation_split.get_value(),
-            intensity_scale_trainable=t.intensity_scale_trainable.get_value(),
-            probe_trainable=t.probe_trainable.get_value(),
-            accelerator=t.accelerator.get_value(),
-            devices=t.devices.get_value(),
-            strategy=t.strategy.get_value(),
-            precision=t.precision.get_value(),
-            output_dir=output_dir or Path('training_outputs'),
-            logger='none',
-        )
+        """A validated :class:`TrainingConfig` (``N=0``: the worker sets it from the data).
+        Ptychodus shows the losses itself, so no training log is written."""
+        return TrainingConfig(model=self.model_config(model_type, N),
+                              backend=self.backend_name(),
+                              output_dir=output_dir or Path('training_outputs'),
+                              logger='none', **self.training.values())
 
     def inference_config(self, model_type: str, N: int = 0,
                          model_path: Path | None = None) -> InferenceConfig:
-        i = self.inference
-        return InferenceConfig(
-            model=self.model_config(model_type, N),
-            backend=self.backend_name(),
-            model_path=model_path,
-            batch_size=i.batch_size.get_value(),
-            neighbor_count=i.neighbor_count.get_value(),
-            device=i.device.get_value(),
-        )
+        return InferenceConfig(model=self.model_config(model_type, N),
+                               backend=self.backend_name(), model_path=model_path,
+                               **self.inference.values())
 
     def validate(self, model_type: str = 'pinn') -> str:
         """'' when every setting is valid, else the first problem (for the GUI panel)."""
