@@ -57,3 +57,21 @@ def test_the_tf_package_backend_and_workflows_import_tensorflow_lazily() -> None
     assert not [m for m in loaded if m.split('.')[0] in ('tensorflow', 'keras', 'torch')]
     assert {'ptycho.tf.backend', 'ptycho.tf.workflows', 'ptycho.workflows.components'} <= set(
         loaded)
+
+
+def test_mirror_legacy_params_is_the_tf_backends_one_writer_of_params_cfg(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from ptycho import params
+    from ptycho.config.config import ModelConfig
+    from ptycho.tf.workflows import mirror_legacy_params
+
+    monkeypatch.setattr(params, 'cfg', {'intensity_scale': 7.0})
+    mirror_legacy_params(ModelConfig(N=64, gridsize=2))
+    assert (params.get('N'), params.get('gridsize'), params.get('intensity_scale')) == (64, 2, 7.0)
+    mirror_legacy_params(ModelConfig(N=128), 3.5)
+    assert (params.get('N'), params.get('intensity_scale')) == (128, 3.5)
+    writers = [f'{path.name}:{number}' for path in sorted((REPO / 'ptycho' / 'tf').glob('*.py'))
+               for number, line in enumerate(path.read_text().splitlines(), 1)
+               if 'update_legacy_dict(params.cfg' in line
+               or ('params.cfg[' in line and '] =' in line)]
+    assert [w.split(':')[0] for w in writers] == ['workflows.py', 'workflows.py'], writers

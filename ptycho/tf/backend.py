@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ptycho import params
 from ptycho.bundle import bundle_path
-from ptycho.config.config import InferenceConfig, TrainingConfig, update_legacy_dict
+from ptycho.config.config import InferenceConfig, TrainingConfig
 from ptycho.loader import container_from_raw
 from ptycho.workflows.contract import (GroupObjects, LoadedModel, Reconstruction, TrainHooks,
                                        TrainingCancelled, TrainResult, UnsupportedOption)
@@ -140,10 +139,10 @@ class TensorFlowBackend:
                            models)
 
     def predict(self, model: LoadedModel, scan: Any, config: InferenceConfig) -> GroupObjects:
-        from ptycho.tf.workflows import predict_objects
+        from ptycho.tf.workflows import mirror_legacy_params, predict_objects
 
         tic = time.perf_counter()
-        update_legacy_dict(params.cfg, config)
+        mirror_legacy_params(config)
         container = container_from_raw(scan, config)
         with inference_scope(config.device):
             patches = np.asarray(predict_objects(model.handle, container,

@@ -9,8 +9,12 @@ written atomically by :mod:`ptycho.bundle`. Loading rebuilds both models from th
 manifest's config with :func:`ptycho.tf.model.create_model` and restores the weights.
 
 Ptychodus 1.7.0 calls the legacy :func:`save` with only ``out_dir`` right after
-``run_cdi_example``. That call needs "the model just trained": the workflow records it with
-:func:`register_trained` in a small explicit registry (nothing is created at import).
+``run_cdi_example``. That call needs "the model just trained", so
+:func:`ptycho.tf.workflows.run_cdi_example` records it with :func:`register_trained` in
+``_last_trained``: the one deliberate piece of module state in the TensorFlow backend,
+kept for that legacy call alone (empty at import, one entry at most, replaced by the next
+run, emptied by :func:`clear_registry`). Everything else passes models explicitly:
+:func:`save_models`, :func:`load` and the backend contract never read it.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class _Trained:
 
 
 _last_trained: dict[str, _Trained] = {}
+"""The model :func:`save` writes (see the module docstring); only the functions below touch it."""
 
 
 def register_trained(models: PtychoModels, config: TrainingConfig) -> None:
@@ -60,13 +65,13 @@ def last_trained() -> tuple[PtychoModels, TrainingConfig]:
         entry = _last_trained['last']
     except KeyError:
         raise RuntimeError('ptycho.model_manager: no trained TensorFlow model is registered; '
-                           'run ptycho.workflows.components.run_cdi_example (or '
-                           'train_cdi_model) first, or use save_models(models, config, '
-                           'out_dir)') from None
+                           'run ptycho.workflows.components.run_cdi_example first, or use '
+                           'save_models(models, config, out_dir)') from None
     return entry.models, entry.config
 
 
 def clear_registry() -> None:
+    """Forget the registered model (its memory is freed once nothing else holds it)."""
     _last_trained.clear()
 
 

@@ -5,7 +5,12 @@ Ptychodus 1.7.0's built-in integration calls in its worker process (under their 
 ``ptycho.workflows.components``, an alias of this module):
 ``run_cdi_example`` -> ``ptycho.model_manager.save(out_dir)`` -> ``save_outputs`` for
 training, and ``load_inference_bundle`` (which restores ``params.cfg['intensity_scale']``)
-for reconstruction. TensorFlow itself is imported only when a function needs it.
+for reconstruction.
+
+``ptycho.params.cfg``, the legacy mirror that integration reads, is written by
+:func:`mirror_legacy_params` alone, on the way in to each entry point here and to
+:meth:`ptycho.tf.backend.TensorFlowBackend.predict`. TensorFlow itself is imported only
+when a function needs it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ptycho import figures, params, physics, progress
-from ptycho.config.config import InferenceConfig, TrainingConfig, to_dict, update_legacy_dict
+from ptycho.config.config import (InferenceConfig, ModelConfig, TrainingConfig, to_dict,
+                                  update_legacy_dict)
 from ptycho.loader import PtychoDataContainer, container_from_raw
 from ptycho.phase_alignment import align_group_phases
 from ptycho.workflows.training_files import uses_output_dir
@@ -35,6 +41,21 @@ PREDICT_BATCH = 256
 
 
 _Config = TypeVar('_Config', TrainingConfig, InferenceConfig)
+
+
+def mirror_legacy_params(config: TrainingConfig | InferenceConfig | ModelConfig,
+                         intensity_scale: float | None = None) -> None:
+    """Write ``config`` (and a trained ``intensity_scale``) into ``ptycho.params.cfg``.
+
+    The TensorFlow backend's one writer of the legacy mirror, which Ptychodus' built-in
+    integration reads (``params.get('intensity_scale')`` before ``model.predict``) and
+    :func:`ptycho.tf.persistence.save_models` copies into the bundle's ``params.json``.
+    The backend itself reads it only for the intensity scale of a bare Keras model
+    (:func:`model_intensity_scale`).
+    """
+    update_legacy_dict(params.cfg, config)
+    if intensity_scale is not None:
+        params.cfg['intensity_scale'] = intensity_scale
 
 
 def with_data_size(config: _Config, raw: Any) -> _Config:
@@ -76,7 +97,7 @@ def train_cdi_model(train_data: Any, test_data: Any | None, config: TrainingConf
     from ptycho.tf.training import NonFiniteLossError, seed_everything, train
 
     config = with_data_size(config, train_data)
-    update_legacy_dict(params.cfg, config)
+    mirror_legacy_params(config)
     train_container = container_from_raw(train_data, config)
     test_container = None
     if test_data is not None:
@@ -90,7 +111,7 @@ def train_cdi_model(train_data: Any, test_data: Any | None, config: TrainingConf
         exc.models = models  # weights already restored to the last finite epoch
         exc.config = config
         raise
-    params.cfg['intensity_scale'] = models.intensity_scale
+    mirror_legacy_params(config, models.intensity_scale)
     return {
         'history': history,
         'models': {**models.as_dict(), 'ptycho_models': models},
@@ -120,7 +141,6 @@ def run_cdi_example(train_data: Any, test_data: Any | None, config: TrainingConf
     from ptycho.tf import persistence
     from ptycho.tf.training import NonFiniteLossError
 
-    update_legacy_dict(params.cfg, config)
     try:
         results = train_cdi_model(train_data, test_data, config)
     except NonFiniteLossError as exc:
@@ -219,7 +239,7 @@ def reassemble_cdi_image(test_data: Any, config: TrainingConfig | InferenceConfi
     ``container`` and ``backend``.
     """
     config = with_data_size(config, test_data)
-    update_legacy_dict(params.cfg, config)
+    mirror_legacy_params(config)
     net = _resolve_models(models, config)
     if container is None:
         container = container_from_raw(test_data, _inference_grouping(config))
@@ -263,8 +283,7 @@ def load_inference_bundle(model_dir: str | os.PathLike[str]) -> tuple[Any, dict[
             logger.warning('%s: the model was trained with %s=%s but the current settings say '
                            '%s=%s; using the model\'s value', bundle.path, key, value, key,
                            params.cfg[key])
-    update_legacy_dict(params.cfg, config.model)
-    params.cfg['intensity_scale'] = models.intensity_scale
+    mirror_legacy_params(config.model, models.intensity_scale)
     config_dict = to_dict(config)
     return models.diffraction_to_obj, config_dict
 
@@ -274,8 +293,7 @@ def load_inference_models(model_dir: str | os.PathLike[str]) -> tuple[Any, Train
     from ptycho.tf import persistence
 
     models, config, _ = persistence.load(model_dir)
-    update_legacy_dict(params.cfg, config.model)
-    params.cfg['intensity_scale'] = models.intensity_scale
+    mirror_legacy_params(config.model, models.intensity_scale)
     return models, config
 
 
