@@ -62,6 +62,15 @@ class Scan:
     """Its output folder, relative to the output root (its path below the watched folder)."""
 
 
+def watched_folder(path: str | os.PathLike[str]) -> Path:
+    """``path`` resolved, or the error a user needs when it is not a folder."""
+    root = Path(path).resolve()
+    if not root.is_dir():
+        raise (NotADirectoryError if root.exists() else FileNotFoundError)(
+            f'{root}: the folder to watch does not exist or is not a folder')
+    return root
+
+
 def scan_at(root: Path, path: Path, *, exclude: Sequence[Path] = ()) -> Scan | None:
     """The scan a changed ``path`` belongs to, or None (another file, hidden, excluded).
 
@@ -245,10 +254,7 @@ class FolderWatcher:
                  output_root: str | os.PathLike[str] | None = None,
                  options: WatchOptions | None = None,
                  notify: Callable[[str], None] | None = None) -> None:
-        self.root = Path(root).resolve()
-        if not self.root.is_dir():
-            raise (NotADirectoryError if self.root.exists() else FileNotFoundError)(
-                f'{self.root}: the folder to watch does not exist or is not a folder')
+        self.root = watched_folder(root)
         self.output_root = (Path(output_root).resolve() if output_root is not None
                             else self.root / DEFAULT_OUTPUT_NAME)
         self.handler = handler
@@ -265,6 +271,8 @@ class FolderWatcher:
         stop = stop or threading.Event()
         observer = self._start_observer()
         try:
+            self.notify(f'Watching {self.root} for scans (NPZ files, folders with '
+                        f'{DIFFRACTION_NAME} + {PRODUCT_NAME}); outputs in {self.output_root}')
             remove_debris(self.output_root)
             self._take_existing()
             while not stop.is_set():
@@ -369,6 +377,7 @@ class FolderWatcher:
                 detail = self.handler(scan, tmp)
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the watcher
             message = ' '.join(str(exc).split()) or type(exc).__name__
+            message = message.removeprefix(f'{scan.source}: ')  # named once is enough
             logger.debug('Handler failed for %s', scan.source, exc_info=True)
             logger.error('%s: skipped: %s', scan.source, message)
             self.summary.failed[scan.source] = message
@@ -376,4 +385,5 @@ class FolderWatcher:
         self.summary.failed.pop(scan.source, None)
         self.summary.reconstructed.append(scan.source)
         extra = f'{detail}, ' if detail else ''
-        self.notify(f'{scan.source} -> {target} ({extra}{time.perf_counter() - tic:.1f} s)')
+        self.notify(f'{scan.source.relative_to(self.root)} -> {target} '
+                    f'({extra}{time.perf_counter() - tic:.1f} s)')
