@@ -17,11 +17,11 @@ from cli_helpers import assert_user_error, run_cli
 
 
 def _train_config(*argv: str, yaml_path: Path | None = None) -> TrainingConfig:
-    from ptycho.cli import _resolve
+    from ptycho.cli.run_config import resolve
 
     args = build_parser().parse_args(['train', *argv] + (['--config', str(yaml_path)]
                                                           if yaml_path else []))
-    return _resolve(TrainingConfig, args)[0]
+    return resolve(TrainingConfig, args)[0]
 
 
 def test_every_config_field_has_a_flag() -> None:

@@ -44,7 +44,7 @@ def test_simulate_rejects_bad_positions(tmp_path: Path) -> None:
 
 def test_cli_choices_match_simulation_module() -> None:
     from ptycho import simulation
-    from ptycho.cli import _simulation_choices
+    from ptycho.cli.simulate import simulation_choices
 
-    assert _simulation_choices() == (simulation.OBJECT_KINDS, simulation.PROBE_KINDS,
+    assert simulation_choices() == (simulation.OBJECT_KINDS, simulation.PROBE_KINDS,
                                      simulation.SCAN_KINDS)
