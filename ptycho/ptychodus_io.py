@@ -5,12 +5,12 @@ read is what the Ptychodus GUI would load and what we write opens in it. Ptychod
 optional dependency: without it these functions raise :class:`PtychodusMissingError`
 (a ``ValueError``) with the install command.
 
-Geometry. Ptychodus places scan positions in metres; the object array's pixel
-``(W - 1) / 2`` sits at its centre. A stitched reconstruction is a canvas whose pixel
-(0, 0) is the object coordinate ``origin_xy`` (object pixels of the *reference frame*).
-For Ptychodus input the reference frame is the input product's object; for NPZ input
-(no physical units) it is the NPZ's pixel grid with ``x_m = pixel_size * x_px`` and a
-placeholder pixel size, recorded in the product's comments.
+Geometry (the conventions themselves are :mod:`ptycho.ptychodus_convert`'s, shared with
+the plugin). A stitched reconstruction is a canvas whose pixel (0, 0) is the object
+coordinate ``origin_xy`` (object pixels of the *reference frame*). For Ptychodus input the
+reference frame is the input product's object; for NPZ input (no physical units) it is the
+NPZ's pixel grid with ``x_m = pixel_size * x_px`` and a placeholder pixel size, recorded in
+the product's comments.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ptycho.atomic import atomic_path
-from ptycho.physics import PTYCHODUS_PIXEL_OFFSET
+from ptycho.ptychodus_convert import (
+    Frame, inpaint, object_guess, patch_centres_px, probe_stack, replace_object,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,37 +46,6 @@ _HC_EV_M = 1.239841984e-6
 
 class PtychodusMissingError(ValueError):
     """Ptychodus files were given but the ``ptychodus`` package is not installed."""
-
-
-@dataclass
-class Frame:
-    """Where object pixels live in metres: the reference frame of a scan."""
-
-    pixel_size_m: float
-    center_x_m: float = 0.0
-    center_y_m: float = 0.0
-    width_px: int = 1
-    height_px: int = 1
-
-    def canvas_center_m(self, origin_xy: Sequence[float], shape: tuple[int, int]
-                        ) -> tuple[float, float]:
-        """Centre (metres) of a canvas of ``shape`` whose pixel (0, 0) is ``origin_xy``."""
-        height, width = shape
-        cx = self.center_x_m + self.pixel_size_m * (
-            origin_xy[0] + (width - 1) / 2 - (self.width_px - 1) / 2)
-        cy = self.center_y_m + self.pixel_size_m * (
-            origin_xy[1] + (height - 1) / 2 - (self.height_px - 1) / 2)
-        return cx, cy
-
-    def canvas_origin_px(self, center_xy_m: Sequence[float], shape: tuple[int, int]
-                         ) -> tuple[float, float]:
-        """Inverse of :meth:`canvas_center_m`."""
-        height, width = shape
-        ox = (center_xy_m[0] - self.center_x_m) / self.pixel_size_m \
-            - (width - 1) / 2 + (self.width_px - 1) / 2
-        oy = (center_xy_m[1] - self.center_y_m) / self.pixel_size_m \
-            - (height - 1) / 2 + (self.height_px - 1) / 2
-        return ox, oy
 
 
 def placeholder_frame(N: int) -> Frame:
@@ -95,10 +66,7 @@ class PtychodusScan:
 
     @property
     def frame(self) -> Frame:
-        geometry = self.product.object_.get_geometry()
-        return Frame(pixel_size_m=float(geometry.pixel_width_m),
-                     center_x_m=float(geometry.center_x_m), center_y_m=float(geometry.center_y_m),
-                     width_px=int(geometry.width_px), height_px=int(geometry.height_px))
+        return Frame.of_object(self.product.object_)
 
 
 def require_ptychodus(what: str) -> None:
@@ -261,7 +229,6 @@ def read_pair(path: str | os.PathLike[str]) -> PtychodusScan:
     """
     require_ptychodus('Reading Ptychodus files')
     from ptychodus.api.io import load_diffraction_data, load_product
-    from ptychodus.api.preprocess.diffraction import inpaint_bad_pixels
 
     from ptycho.raw_data import RawData
 
@@ -295,29 +262,22 @@ def read_pair(path: str | os.PathLike[str]) -> PtychodusScan:
         logger.info('%s: using %d of %d patterns (those with a position in %s)',
                     diffraction_path, len(rows), len(indexes), product_path.name)
     bad_pixels = np.asarray(data.get_bad_pixels(), dtype=bool)
-    counts = patterns[rows]
-    if bad_pixels.any():
-        logger.info('%s: inpainting %d bad pixels', diffraction_path, int(bad_pixels.sum()))
-        counts = inpaint_bad_pixels(counts, bad_pixels)
+    counts = inpaint(patterns[rows], bad_pixels, str(diffraction_path))
 
-    geometry = product.object_.get_geometry()
     for key, coords in (('probe_position_x_m', [p.x_m for p in positions]),
                         ('probe_position_y_m', [p.y_m for p in positions])):
         bad = int(np.count_nonzero(~np.isfinite(np.asarray(coords, np.float64))))
         if bad:
             raise ValueError(f'{product_path}: key {key!r}: expected finite positions, found '
                              f'{bad} NaN/Inf value(s)')
+    x_px, y_px = patch_centres_px(product)
     # Ptychodus stores detector counts, always: say so instead of letting a heuristic guess.
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', UserWarning)  # RawData also logs the conversion
-        raw = RawData(
-            np.asarray(geometry.map_probe_positions_to_object_x_px(positions), np.float64)
-            + PTYCHODUS_PIXEL_OFFSET,
-            np.asarray(geometry.map_probe_positions_to_object_y_px(positions), np.float64)
-            + PTYCHODUS_PIXEL_OFFSET,
-            None, None, counts, product.probes.get_probe_no_opr().get_array(),
-            np.zeros(len(counts), dtype=np.int64), objectGuess=product.object_.get_layer(0),
-            source=str(diffraction_path), diffraction_units='counts', diffraction_key='patterns')
+        raw = RawData(x_px, y_px, None, None, counts, probe_stack(product),
+                      np.zeros(len(counts), dtype=np.int64), objectGuess=object_guess(product),
+                      source=str(diffraction_path), diffraction_units='counts',
+                      diffraction_key='patterns')
     return PtychodusScan(raw=raw, product=product, diffraction_path=diffraction_path,
                          product_path=product_path)
 
@@ -341,55 +301,47 @@ def write_product(path: str | os.PathLike[str], obj: ArrayLike, origin_xy: Seque
     data with placeholder geometry (see the module docstring).
     """
     require_ptychodus('Writing a Ptychodus product file')
-    from ptychodus.api.geometry import PixelGeometry
-    from ptychodus.api.object import Object, ObjectCenter
-    from ptychodus.api.probe import ProbeSequence
-    from ptychodus.api.probe_positions import ProbePosition, ProbePositionSequence
-    from ptychodus.api.product import LossValue, Product, ProductMetadata
-
     array = np.asarray(obj)
     if array.ndim != 2 or not np.iscomplexobj(array):
         raise ValueError(f'write_product: expected a complex 2-D object, found '
                          f'{array.dtype} {array.shape}')
-    loss_values = [LossValue(epoch, float(value)) for epoch, value in enumerate(losses)
-                   if np.isfinite(value)]
     if source is not None:
-        frame = source.frame
-        metadata = source.product.metadata
-        probe_positions = source.product.probe_positions
-        probes = source.product.probes
-        layer_spacing = []
+        frame, base = source.frame, source.product
     else:
-        probe_arr = np.asarray(probe)
-        frame = placeholder_frame(int(probe_arr.shape[-1]))
-        xy = np.asarray(positions_xy, dtype=np.float64).reshape(-1, 2)
-        probe_positions = ProbePositionSequence([
-            ProbePosition(index, frame.pixel_size_m * (x - PTYCHODUS_PIXEL_OFFSET),
-                          frame.pixel_size_m * (y - PTYCHODUS_PIXEL_OFFSET))
-            for index, (x, y) in enumerate(xy)])
-        metadata = ProductMetadata(
-            name=name,
-            comments=('PtychoPINN reconstruction from NPZ input; the geometry (pixel size, '
-                      'energy, detector distance) is a placeholder: NPZ files record none'),
-            detector_distance_m=PLACEHOLDER_DETECTOR_DISTANCE_M,
-            photon_energy_eV=PLACEHOLDER_ENERGY_EV,
-            probe_photon_count=float(nphotons),
-            exposure_time_s=0.0,
-            mass_attenuation_m2_per_kg=0.0,
-            tomography_angle_deg=0.0,
-        )
-        pixel = PixelGeometry(width_m=frame.pixel_size_m, height_m=frame.pixel_size_m)
-        probes = ProbeSequence(array=probe_arr.astype(np.complex64), opr_weights=None,
-                               pixel_geometry=pixel)
-    center = frame.canvas_center_m(origin_xy, array.shape)
-    object_ = Object(array=array.astype(np.complex64),
-                     pixel_geometry=PixelGeometry(width_m=frame.pixel_size_m,
-                                                  height_m=frame.pixel_size_m),
-                     center=ObjectCenter(x_m=center[0], y_m=center[1]),
-                     layer_spacing_m=layer_spacing if source is not None else [])
-    product = Product(metadata=metadata, probe_positions=probe_positions, probes=probes,
-                      object_=object_, losses=loss_values)
+        frame = placeholder_frame(int(np.asarray(probe).shape[-1]))
+        base = _placeholder_product(frame, positions_xy, probe, name=name, nphotons=nphotons)
+    product = replace_object(base, array.astype(np.complex64),
+                             center_xy_m=frame.canvas_center_m(origin_xy, array.shape),
+                             losses=losses)
     return _atomic_save_product(Path(path), product)
+
+
+def _placeholder_product(frame: Frame, positions_xy: ArrayLike, probe: ArrayLike, *, name: str,
+                         nphotons: float) -> Any:
+    """A product for NPZ input: its positions and probe, placeholder physics, no object yet."""
+    from ptychodus.api.geometry import PixelGeometry
+    from ptychodus.api.object import Object, ObjectCenter
+    from ptychodus.api.probe import ProbeSequence
+    from ptychodus.api.product import Product, ProductMetadata
+
+    metadata = ProductMetadata(
+        name=name,
+        comments=('PtychoPINN reconstruction from NPZ input; the geometry (pixel size, '
+                  'energy, detector distance) is a placeholder: NPZ files record none'),
+        detector_distance_m=PLACEHOLDER_DETECTOR_DISTANCE_M,
+        photon_energy_eV=PLACEHOLDER_ENERGY_EV,
+        probe_photon_count=float(nphotons),
+        exposure_time_s=0.0,
+        mass_attenuation_m2_per_kg=0.0,
+        tomography_angle_deg=0.0,
+    )
+    pixel = PixelGeometry(width_m=frame.pixel_size_m, height_m=frame.pixel_size_m)
+    probes = ProbeSequence(array=np.asarray(probe).astype(np.complex64), opr_weights=None,
+                           pixel_geometry=pixel)
+    empty = Object(array=None, pixel_geometry=pixel,
+                   center=ObjectCenter(x_m=frame.center_x_m, y_m=frame.center_y_m))
+    return Product(metadata=metadata, probe_positions=frame.positions_m(positions_xy),
+                   probes=probes, object_=empty, losses=[])
 
 
 @dataclass
@@ -417,11 +369,10 @@ def read_product_object(path: str | os.PathLike[str]) -> ProductObject:
     except (KeyError, OSError, ValueError) as exc:
         raise ValueError(f'{path}: not a Ptychodus product file ({exc})') from exc
     geometry = product.object_.get_geometry()
-    obj = np.asarray(product.object_.get_layer(0))
+    obj = object_guess(product)
+    # A product of NPZ input: its frame is centred on the NPZ's pixel (0, 0) (placeholder).
     frame = Frame(pixel_size_m=float(geometry.pixel_width_m))
     origin = frame.canvas_origin_px((geometry.center_x_m, geometry.center_y_m), obj.shape)
-    positions = np.stack([geometry.map_probe_positions_to_object_x_px(product.probe_positions),
-                          geometry.map_probe_positions_to_object_y_px(product.probe_positions)],
-                         axis=1).astype(np.float64) + PTYCHODUS_PIXEL_OFFSET
+    positions = np.stack(patch_centres_px(product), axis=1)
     return ProductObject(obj=obj, origin_xy=origin, pixel_size_m=frame.pixel_size_m,
                          positions_canvas_xy=positions)

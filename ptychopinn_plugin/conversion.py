@@ -1,10 +1,13 @@
-"""Conversions between Ptychodus data and the PtychoPINN data contract (numpy only).
+"""The plugin's side of the Ptychodus <-> PtychoPINN conversion (numpy only).
 
 Ptychodus hands a reconstructor detector *counts* (any dtype), a separate bad-pixel
 mask, a probe stack and positions in metres. PtychoPINN works on *amplitudes*
-(``sqrt(counts)``) and positions in object pixels. Everything here runs in the Ptychodus
-process, so it must stay free of TensorFlow and torch; the probe-mode reduction rule is
-applied in the worker by ``ptycho.probe`` so that it is written once.
+(``sqrt(counts)``) and positions in object pixels. The conventions (positions, object
+frame, probe, bad pixels, the output product) are :mod:`ptycho.ptychodus_convert`'s,
+shared with the CLI's Ptychodus files; this module packs an in-memory scan for the
+worker. Everything here runs in the Ptychodus process, so it must stay free of
+TensorFlow and torch; the probe-mode reduction rule is applied in the worker by
+``ptycho.probe`` so that it is written once.
 """
 
 from __future__ import annotations
@@ -12,21 +15,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy
 from numpy.typing import NDArray
 
-from ptychodus.api.object import Object
-from ptychodus.api.preprocess.diffraction import inpaint_bad_pixels
-from ptychodus.api.product import LossValue, Product
+from ptychodus.api.product import Product
 from ptychodus.api.reconstruct import ReconstructInput
 
 from ptycho.atomic import atomic_path
-from ptycho.physics import PTYCHODUS_PIXEL_OFFSET
-
+from ptycho.ptychodus_convert import (
+    inpaint, object_guess, patch_centres_px, probe_stack, replace_object,
+)
 
 logger = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -71,9 +73,7 @@ def counts_to_amplitude(counts: NDArray, bad_pixels: NDArray | None,
         if bad_pixels.shape != patterns.shape[1:]:
             raise ValueError(f'{what}: bad-pixel mask shape {bad_pixels.shape} does not match '
                              f'the pattern shape {patterns.shape[1:]}')
-        if bad_pixels.any():
-            logger.info('%s: inpainting %d bad pixels', what, int(bad_pixels.sum()))
-            patterns = inpaint_bad_pixels(patterns, bad_pixels)
+        patterns = inpaint(patterns, bad_pixels, what)
     data = patterns.astype(numpy.float32)  # astype copies: the caller's array is untouched
     if not numpy.all(numpy.isfinite(data)):
         raise ValueError(f'{what}: expected finite detector counts, found NaN or Inf')
@@ -85,11 +85,8 @@ def counts_to_amplitude(counts: NDArray, bad_pixels: NDArray | None,
 
 
 def scan_from_input(parameters: ReconstructInput) -> ScanData:
-    """Convert Ptychodus' reconstruct input to :class:`ScanData` (metres -> object px).
-
-    Positions: metres -> Ptychodus object pixels (``map_probe_positions_to_object_*``)
-    -> PtychoPINN patch centres (+ :data:`PTYCHODUS_PIXEL_OFFSET`).
-    """
+    """Convert Ptychodus' reconstruct input to :class:`ScanData` (metres -> object px,
+    :func:`ptycho.ptychodus_convert.patch_centres_px`)."""
     product = parameters.product
     patterns = parameters.diffraction_patterns
     if patterns.ndim != 3 or patterns.shape[-1] != patterns.shape[-2]:
@@ -104,11 +101,8 @@ def scan_from_input(parameters: ReconstructInput) -> ScanData:
     if geometry.width_px == 0 or geometry.height_px == 0:
         raise ValueError(f'product "{product.metadata.name}": the object is empty; build an '
                          f'object first (its pixel grid is where the result is stitched)')
-    x_px = numpy.asarray(geometry.map_probe_positions_to_object_x_px(product.probe_positions),
-                         dtype=numpy.float64) + PTYCHODUS_PIXEL_OFFSET
-    y_px = numpy.asarray(geometry.map_probe_positions_to_object_y_px(product.probe_positions),
-                         dtype=numpy.float64) + PTYCHODUS_PIXEL_OFFSET
-    probe = numpy.asarray(product.probes.get_probe_no_opr().get_array())
+    x_px, y_px = patch_centres_px(product)
+    probe = probe_stack(product)
     if probe.ndim == 3 and probe.shape[0] == 1:
         probe = probe[0]
     if probe.shape[-2:] != patterns.shape[-2:]:
@@ -120,7 +114,7 @@ def scan_from_input(parameters: ReconstructInput) -> ScanData:
         y_px=y_px,
         probe=probe.astype(numpy.complex64),
         object_shape=(geometry.height_px, geometry.width_px),
-        object_guess=numpy.asarray(obj.get_layer(0), dtype=numpy.complex64),
+        object_guess=numpy.asarray(object_guess(product), dtype=numpy.complex64),
         bad_pixels=None if parameters.bad_pixels is None
         else numpy.array(parameters.bad_pixels, dtype=bool),
         source=f'product "{product.metadata.name}"',
@@ -152,21 +146,9 @@ def write_contract_npz(path: Path, scan: ScanData, *, include_object: bool = Tru
 
 
 def result_product(parameters: ReconstructInput, image: NDArray[numpy.complexfloating],
-                   losses: list[tuple[int, float]] | None = None) -> Product:
-    """The output product: the input product with the reconstructed object on its grid."""
-    product = parameters.product
-    obj_in = product.object_
-    obj_out = Object(
-        array=numpy.asarray(image, dtype=obj_in.get_array().dtype
-                            if numpy.iscomplexobj(obj_in.get_array()) else numpy.complex64),
-        pixel_geometry=obj_in.get_pixel_geometry(),
-        center=obj_in.get_center(),
-        layer_spacing_m=[],
-    )
-    return Product(
-        metadata=product.metadata,
-        probe_positions=product.probe_positions,
-        probes=product.probes,
-        object_=obj_out,
-        losses=[LossValue(int(e), float(v)) for e, v in (losses or [])],
-    )
+                   losses: Sequence[float] = ()) -> Product:
+    """The output product: the input product with the reconstructed object on its grid
+    (in the input object's complex dtype)."""
+    dtype = parameters.product.object_.get_array().dtype
+    array = numpy.asarray(image, dtype=dtype if dtype.kind == 'c' else numpy.complex64)
+    return replace_object(parameters.product, array, losses=losses)
