@@ -13,7 +13,7 @@ import numpy as np
 
 from ptycho.bundle import bundle_path
 from ptycho.config.config import InferenceConfig, TrainingConfig
-from ptycho.loader import container_from_raw
+from ptycho.loader import PtychoDataContainer, container_from_raw
 from ptycho.workflows.contract import (GroupObjects, LoadedModel, Reconstruction, TrainHooks,
                                        TrainingCancelled, TrainResult, UnsupportedOption)
 from ptycho.workflows.training_files import checkpoint_path, resume_path
@@ -143,7 +143,8 @@ class TensorFlowBackend:
 
         tic = time.perf_counter()
         mirror_legacy_params(config)
-        container = container_from_raw(scan, config)
+        container = (scan if isinstance(scan, PtychoDataContainer)  # grouped by a stream
+                     else container_from_raw(scan, config))
         with inference_scope(config.device):
             patches = np.asarray(predict_objects(model.handle, container,
                                                  batch_size=config.batch_size)[..., 0])

@@ -48,7 +48,7 @@ from ptycho.workflows.contract import Backend, GroupObjects, LoadedModel, Recons
 
 logger = logging.getLogger(__name__)
 
-NORM_PATTERNS = 256
+NORM_PATTERNS = 32
 """Patterns whose mean energy fixes a stream's normalisation (all, if the scan is shorter)."""
 
 _GROW = 64
