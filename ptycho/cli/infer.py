@@ -33,14 +33,13 @@ def add_parser(sub: Any) -> None:
     add_output_flags(p)
 
 
-def run_inference(model_dir: Path, test: Any, config: InferenceConfig, *, flip_x: bool,
-                  flip_y: bool, transpose: bool) -> Any:
-    """Load the bundle with its backend and reconstruct + stitch ``test``.
+def load_model(model_dir: Path, config: InferenceConfig) -> tuple[Any, Any, InferenceConfig]:
+    """Load the bundle with its backend: ``(backend, model, run config for its scans)``.
 
     The model settings (N, gridsize, ...) come from the bundle's manifest; ``config``
-    supplies the run settings (batch size, grouping, output directory).
+    supplies the run settings (batch size, grouping, device).
     """
-    from ptycho.workflows.contract import inference_config_for, reconstruct
+    from ptycho.workflows.contract import inference_config_for
 
     selector = backend_selector()
     config.model = bundle_model_config(model_dir)
@@ -54,6 +53,16 @@ def run_inference(model_dir: Path, test: Any, config: InferenceConfig, *, flip_x
                                       subsample_seed=config.subsample_seed,
                                       sequential_sampling=config.sequential_sampling,
                                       device=config.device, debug=config.debug)
+    return backend, model, run_config
+
+
+def run_inference(model_dir: Path, test: Any, config: InferenceConfig, *, flip_x: bool,
+                  flip_y: bool, transpose: bool) -> Any:
+    """Load the bundle with its backend (:func:`load_model`) and reconstruct + stitch
+    ``test``."""
+    from ptycho.workflows.contract import reconstruct
+
+    backend, model, run_config = load_model(model_dir, config)
     return reconstruct(backend, model, test.raw, run_config, flip_x=flip_x, flip_y=flip_y,
                        transpose=transpose)
 

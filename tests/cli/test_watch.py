@@ -1,0 +1,108 @@
+"""``ptychopinn watch`` as a user runs it: a subprocess following a folder, stopped by Ctrl-C.
+
+Two good scans land (one copied in atomically, one written slowly in pieces) and a corrupt
+one: both good ones get infer's outputs in their own folders, the corrupt one is one line
+on stderr naming it, the watcher is still running afterwards, and SIGINT ends it with the
+CLI's status 130 and a summary.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cli_helpers import assert_no_temporaries, cli_env, run_cli
+
+PNG = b'\x89PNG\r\n\x1a\n'
+DEADLINE_S = 180.0
+SETTLE_S = 1.0
+
+
+@pytest.fixture(scope='module')
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, small_sim: Path) -> Path:
+    """A one-epoch PyTorch model (N=64, n_filters_scale=1)."""
+    pytest.importorskip('torch')
+    out = tmp_path_factory.mktemp('watch_model')
+    result = run_cli('train', '--train-data', small_sim, '--backend', 'pytorch', '--nepochs', 1,
+                     '--n_filters_scale', 1, '--output-dir', out / 'run', cwd=out, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return out / 'run'
+
+
+def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen, what: str,
+              log: Path) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f'{what}: watcher exit code {proc.returncode}\n'
+                                 f'{log.read_text()}')
+        time.sleep(0.1)
+
+
+def test_watch_reconstructs_landing_scans_and_stops_on_ctrl_c(
+        tiny_model: Path, small_sim: Path, small_sim_test: Path, tmp_path: Path) -> None:
+    watched = tmp_path / 'scans'
+    watched.mkdir()
+    out = tmp_path / 'recon'
+    stdout_path, stderr_path = tmp_path / 'stdout.txt', tmp_path / 'stderr.txt'
+    with open(stdout_path, 'w') as stdout, open(stderr_path, 'w') as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, '-m', 'ptycho.cli', 'watch', str(watched), '--model',
+             str(tiny_model), '--output-dir', str(out), '--settle', str(SETTLE_S),
+             '--batch-size', '64'], cwd=tmp_path, env=cli_env(), stdout=stdout, stderr=stderr)
+    try:
+        _wait_for(lambda: 'Watching' in stdout_path.read_text(), proc, 'start-up', stderr_path)
+
+        # Copied in atomically: written beside the folder, then renamed into it.
+        staged = tmp_path / 'a.npz'
+        shutil.copyfile(small_sim_test, staged)
+        os.replace(staged, watched / 'a.npz')
+        # Written slowly in pieces, pausing shorter than --settle between them.
+        data = small_sim.read_bytes()
+        piece = len(data) // 5 + 1
+        with open(watched / 'b.npz', 'wb') as handle:
+            for start in range(0, len(data), piece):
+                handle.write(data[start:start + piece])
+                handle.flush()
+                time.sleep(SETTLE_S / 4)
+        # Corrupt: the start of a zip archive and nothing more.
+        (watched / 'broken.npz').write_bytes(data[:4096])
+
+        recon = {name: out / name / 'recon.npz' for name in ('a', 'b')}
+        _wait_for(lambda: all(p.is_file() for p in recon.values())
+                  and 'broken.npz' in stderr_path.read_text(), proc, 'the three scans',
+                  stderr_path)
+        time.sleep(0.5)
+        assert proc.poll() is None, 'the watcher stopped after a corrupt file'
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    stdout, stderr = stdout_path.read_text(), stderr_path.read_text()
+    assert proc.returncode == 130, (stdout, stderr)
+    assert 'Traceback' not in stderr, stderr
+    error_lines = [line for line in stderr.splitlines() if 'broken.npz' in line]
+    assert len(error_lines) == 1 and 'skipped' in error_lines[0], stderr
+    assert 'Stopped: 2 scan(s) reconstructed, 1 skipped' in stdout, stdout
+    for name in ('a', 'b'):
+        folder = out / name
+        assert f'{name}.npz -> {folder}' in stdout
+        for png in ('reconstructed_amplitude.png', 'reconstructed_phase.png'):
+            assert (folder / png).read_bytes()[:8] == PNG
+        assert (folder / 'metrics.json').is_file()  # the NPZ has ground truth, as in infer
+        with np.load(folder / 'recon.npz') as result:
+            assert np.iscomplexobj(result['object']) and np.isfinite(result['object']).all()
+    assert sorted(p.name for p in out.iterdir()) == ['a', 'b']  # nothing for the corrupt one
+    assert_no_temporaries(out)
