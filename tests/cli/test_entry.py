@@ -21,7 +21,7 @@ def test_import_is_cheap_and_loads_no_backend() -> None:
 def test_help_for_every_command(tmp_path: Path) -> None:
     result = run_cli('--help', cwd=tmp_path)
     assert result.returncode == 0
-    for command in ('simulate', 'train', 'infer', 'evaluate', 'demo'):
+    for command in ('simulate', 'train', 'infer', 'evaluate', 'demo', 'watch'):
         assert command in result.stdout
     result = run_cli('train', '--help', cwd=tmp_path)
     assert result.returncode == 0
