@@ -8,8 +8,10 @@ punish ambiguities rather than errors. :func:`evaluate_reconstruction` therefore
    bounding box and optionally eroded),
 2. registers the reconstruction to the ground truth with sub-pixel accuracy
    (upsampled phase cross-correlation, then a cubic-spline shift),
-3. removes the global phase offset ``angle(sum(rec * conj(gt)))`` and fits a global
-   amplitude scale by least squares,
+3. removes the global phase offset ``angle(sum(rec * conj(gt)))`` (with
+   ``remove_ramp=True`` first a best-fit linear phase ramp: a probe refined with the
+   object can carry a tilt that the object takes up as a ramp, an ambiguity of the data,
+   not an error) and fits a global amplitude scale by least squares,
 
 and only then scores amplitude and phase. Data ranges for SSIM/PSNR come from the
 ground truth, so a result does not depend on how noisy the reconstruction is.
@@ -150,6 +152,48 @@ def align_phase(reconstruction: ArrayLike, ground_truth: ArrayLike,
     return rec * np.exp(-1j * offset), offset
 
 
+def remove_phase_ramp(reconstruction: ArrayLike, ground_truth: ArrayLike,
+                      mask: ArrayLike | None = None, iterations: int = 3
+                      ) -> tuple[NDArray[np.complex128], tuple[float, float, float]]:
+    """Remove the best-fit plane ``c + gy*row + gx*col`` from the phase of ``rec / gt``.
+
+    Returns ``(rec * exp(-i plane), (c, gy, gx))`` (radians, radians per pixel; rows and
+    columns counted from the array's top-left pixel). The slopes start from the
+    amplitude-weighted mean phase step between neighbouring pixels inside ``mask`` (immune
+    to 2 pi wraps for slopes below pi per pixel) and are refined by weighted least squares
+    on the wrapped residual, so a ramp of many radians across the image is found exactly.
+    """
+    rec = np.asarray(reconstruction, dtype=np.complex128)
+    gt = np.asarray(ground_truth, dtype=np.complex128)
+    if rec.shape != gt.shape or rec.ndim != 2:
+        raise ValueError(f'metrics: reconstruction {rec.shape} and ground_truth {gt.shape} '
+                         f'must be 2-D images of one shape')
+    region = np.ones(rec.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    product = np.where(region, rec * np.conj(gt), 0)
+    rows, cols = np.indices(rec.shape, dtype=np.float64)
+    step_y = np.sum(product[1:, :] * np.conj(product[:-1, :]))
+    step_x = np.sum(product[:, 1:] * np.conj(product[:, :-1]))
+    gy = float(np.angle(step_y)) if abs(step_y) > 0 else 0.0
+    gx = float(np.angle(step_x)) if abs(step_x) > 0 else 0.0
+    offset = 0.0
+    weights = np.abs(product[region])
+    if weights.sum() <= 0:
+        return rec.copy(), (0.0, 0.0, 0.0)
+    design = np.stack([np.ones(weights.size), rows[region], cols[region]], axis=1)
+    for _ in range(max(int(iterations), 1)):
+        plane = gy * rows + gx * cols
+        residual = product * np.exp(-1j * plane)
+        offset = float(np.angle(np.sum(residual[region])))
+        phase = wrap_phase(np.angle(residual[region]) - offset)
+        root = np.sqrt(weights)
+        coef, *_ = np.linalg.lstsq(design * root[:, None], phase * root, rcond=None)
+        offset += float(coef[0])
+        gy += float(coef[1])
+        gx += float(coef[2])
+    plane = offset + gy * rows + gx * cols
+    return rec * np.exp(-1j * plane), (offset, gy, gx)
+
+
 def fit_amplitude_scale(reconstruction_amp: ArrayLike, ground_truth_amp: ArrayLike,
                         mask: ArrayLike | None = None) -> float:
     """Least-squares ``a`` minimising ``sum (a * rec - gt)**2`` over ``mask`` (1 if rec == 0)."""
@@ -182,17 +226,20 @@ class AlignedPair:
     shift_yx: tuple[float, float]
     phase_offset: float
     amp_scale: float
+    phase_ramp_yx: tuple[float, float] = (0.0, 0.0)
 
 
 def align_reconstruction(reconstruction: ArrayLike, ground_truth: ArrayLike,
                          mask: ArrayLike | None = None, *, register: bool = True,
                          upsample_factor: int = 20, max_shift: float | None = None,
-                         erode: int = 0) -> AlignedPair:
+                         erode: int = 0, remove_ramp: bool = False) -> AlignedPair:
     """Registration, region restriction, phase-offset removal and amplitude scale fit.
 
     ``mask`` marks the reconstruction's valid (covered) pixels, default all. A shift
     larger than ``max_shift`` (default a quarter of the region's smaller side) is not
-    trusted: it is logged and not applied.
+    trusted: it is logged and not applied. ``remove_ramp`` also removes the best-fit
+    linear phase ramp (:func:`remove_phase_ramp`), before registration (a strong ramp
+    weakens the correlation peak) and again on the registered pair.
     """
     rec = _as_image('reconstruction', reconstruction)
     gt = _as_image('ground_truth', ground_truth)
@@ -213,6 +260,10 @@ def align_reconstruction(reconstruction: ArrayLike, ground_truth: ArrayLike,
         raise ValueError(f'metrics: evaluated region must span at least {SSIM_WINDOW}x'
                          f'{SSIM_WINDOW} pixels, found {region.shape}')
     rec = _fill_outside(np.where(region, rec, 0), region)
+    ramp_yx = (0.0, 0.0)
+    if remove_ramp:
+        rec, (_, gy, gx) = remove_phase_ramp(rec, gt, region)
+        ramp_yx = (gy, gx)
 
     shift: tuple[float, float] = (0.0, 0.0)
     if register:
@@ -235,6 +286,9 @@ def align_reconstruction(reconstruction: ArrayLike, ground_truth: ArrayLike,
             raise ValueError(f'metrics: registered region smaller than {SSIM_WINDOW}x'
                              f'{SSIM_WINDOW} pixels: {region.shape}')
 
+    if remove_ramp:
+        rec, (_, gy, gx) = remove_phase_ramp(rec, gt, region)
+        ramp_yx = (ramp_yx[0] + gy, ramp_yx[1] + gx)
     rec, offset = align_phase(rec, gt, region)
     gt_amp, gt_phase = np.abs(gt), np.angle(gt)
     scale = fit_amplitude_scale(np.abs(rec), gt_amp, region)
@@ -246,7 +300,8 @@ def align_reconstruction(reconstruction: ArrayLike, ground_truth: ArrayLike,
                                                                         fill_phase),
         gt_amp=np.where(region, gt_amp, fill_amp), gt_phase=np.where(region, gt_phase,
                                                                      fill_phase),
-        region=region, shift_yx=shift, phase_offset=offset, amp_scale=scale)
+        region=region, shift_yx=shift, phase_offset=offset, amp_scale=scale,
+        phase_ramp_yx=ramp_yx)
 
 
 # --------------------------------------------------------------------------- scores
@@ -351,17 +406,18 @@ def frc_curves(reconstruction: ArrayLike, ground_truth: ArrayLike,
 def evaluate_reconstruction(reconstruction: ArrayLike, ground_truth: ArrayLike,
                             mask: ArrayLike | None = None, *, register: bool = True,
                             upsample_factor: int = 20, max_shift: float | None = None,
-                            erode: int = 0) -> dict[str, float]:
+                            erode: int = 0, remove_ramp: bool = False) -> dict[str, float]:
     """Scores of a complex reconstruction against the complex ground truth (same grid).
 
     Returns ``amp_ssim, phase_ssim, amp_psnr, phase_psnr, amp_frc50, phase_frc50``
     (FRC in cycles/px at the 0.5 crossing), the half-bit crossings ``amp_frc_halfbit,
     phase_frc_halfbit``, and the alignment applied: ``shift_y, shift_x, phase_offset,
-    amp_scale, n_pixels``.
+    amp_scale, n_pixels`` and the phase ramp removed, ``phase_ramp_y, phase_ramp_x`` (rad/px,
+    zero unless ``remove_ramp``).
     """
     pair = align_reconstruction(reconstruction, ground_truth, mask, register=register,
                                 upsample_factor=upsample_factor, max_shift=max_shift,
-                                erode=erode)
+                                erode=erode, remove_ramp=remove_ramp)
     return score_aligned(pair)
 
 
@@ -386,5 +442,7 @@ def score_aligned(pair: AlignedPair) -> dict[str, float]:
         'shift_x': pair.shift_yx[1],
         'phase_offset': pair.phase_offset,
         'amp_scale': pair.amp_scale,
+        'phase_ramp_y': pair.phase_ramp_yx[0],
+        'phase_ramp_x': pair.phase_ramp_yx[1],
         'n_pixels': int(region.sum()),
     }
