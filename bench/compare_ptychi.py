@@ -203,7 +203,8 @@ def run_ptychi(scan: Scan, runs: list[str], workdir: Path, *, python: Path, epoc
         raise SystemExit(f'compare_ptychi: {python} not found; build it with '
                          f'`nice -n 19 bash bench/ptychi_env.sh`, or pass --no-ptychi')
     inp = ptychi_runner.write_input(workdir / 'ptychi_in.npz', scan.diffraction,
-                                    scan.positions_xy, scan.probe, scan.truth.shape)
+                                    scan.positions_xy, scan.probe, scan.truth.shape,
+                                    bad_pixels=getattr(scan.raw, 'bad_pixels', None))
     results = []
     for run in runs:
         algorithm, probe_mode = run.split(':')
@@ -469,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
         'command': shlex.join(['.venv/bin/python', 'bench/compare_ptychi.py',
                                *(sys.argv[1:] if argv is None else argv)]),
         'load_average_1min_at_start': load_at_start, 'cpu_count': os.cpu_count(),
+        # both sides run under it (pty-chi's subprocess inherits this process's environment)
+        'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY'),
         'scoring': {'lit_fraction': args.lit_fraction, 'lit_pixels': int(lit.sum()),
                     'scored_pixels': int(mask.sum()),
                     'steps': 'sub-pixel registration, linear phase ramp and constant phase '

@@ -12,7 +12,9 @@ Input NPZ (this project's conventions):
 - ``positions_xy`` (n, 2) float: patch centres ``(x, y)`` in object pixels (the patch of
   ``(x, y)`` covers rows ``y - N/2 ... y + N/2 - 1``);
 - ``probe`` (N, N) or (modes, N, N) complex: the probe guess;
-- ``object_shape`` (2,) int; optional ``object_guess`` (H, W) complex (default ones).
+- ``object_shape`` (2,) int; optional ``object_guess`` (H, W) complex (default ones) and
+  ``bad_pixels`` (N, N) bool (detector pixels not measured; given to pty-chi as its
+  ``valid_pixel_mask``, which it fft-shifts with the data).
 
 Output NPZ: ``object`` (H, W) complex on the same pixel grid as the input's positions,
 ``probe`` (modes, N, N), ``positions_xy`` used (same convention as the input),
@@ -65,7 +67,8 @@ DIFFRACTION_KINDS = ('amplitude', 'intensity')
 def write_input(path: str | os.PathLike[str], diffraction: np.ndarray, positions_xy: np.ndarray,
                 probe: np.ndarray, object_shape: tuple[int, int], *,
                 diffraction_kind: str = 'amplitude',
-                object_guess: np.ndarray | None = None) -> Path:
+                object_guess: np.ndarray | None = None,
+                bad_pixels: np.ndarray | None = None) -> Path:
     """Write the runner's input NPZ after checking shapes (fails here, not in the venv)."""
     diffraction = np.asarray(diffraction)
     positions_xy = np.asarray(positions_xy, dtype=np.float64)
@@ -94,6 +97,11 @@ def write_input(path: str | os.PathLike[str], diffraction: np.ndarray, positions
         if guess.shape != shape:
             raise ValueError(f'ptychi_runner: object_guess must be {shape}, found {guess.shape}')
         arrays['object_guess'] = guess.astype(np.complex64)
+    if bad_pixels is not None:
+        bad = np.asarray(bad_pixels)
+        if bad.shape != (N, N):
+            raise ValueError(f'ptychi_runner: bad_pixels must be ({N}, {N}), found {bad.shape}')
+        arrays['bad_pixels'] = bad.astype(bool)
     path = Path(path)
     np.savez(path, **arrays)
     return path
@@ -304,6 +312,7 @@ def run(input_path: Path, output_path: Path, *, algorithm: str = 'lsqml',
         object_shape = tuple(int(s) for s in data['object_shape'])
         kind = str(data['diffraction_kind']) if 'diffraction_kind' in data.files else 'amplitude'
         guess = data['object_guess'] if 'object_guess' in data.files else None
+        bad = data['bad_pixels'] if 'bad_pixels' in data.files else None
     intensity = intensities(diffraction, kind)
     scale = probe_scale(intensity, probe)
     probe4 = (probe * scale).reshape((1, -1) + probe.shape[-2:])  # (opr, modes, N, N)
@@ -315,7 +324,8 @@ def run(input_path: Path, output_path: Path, *, algorithm: str = 'lsqml',
     tic = time.perf_counter()
     task = PtychographyTask(options, diffraction_data=intensity, object_data=obj3,
                             probe_data=probe4, probe_position_x_px=pos_yx[:, 1].copy(),
-                            probe_position_y_px=pos_yx[:, 0].copy())
+                            probe_position_y_px=pos_yx[:, 0].copy(),
+                            valid_pixel_mask=None if bad is None else ~bad)
     built = time.perf_counter()
     task.run()
     done = time.perf_counter()
@@ -330,6 +340,7 @@ def run(input_path: Path, output_path: Path, *, algorithm: str = 'lsqml',
                   batch_size=int(batch_size), seed=seed, threads=torch.get_num_threads(),
                   ptychi_version=version('ptychi'), torch_version=torch.__version__,
                   diffraction_kind=kind, n_positions=int(len(positions_xy)),
+                  bad_pixels=0 if bad is None else int(bad.sum()),
                   object_shape=list(object_shape),
                   position_origin='SUPPORT: pos = (y, x) - round(shape / 2)',
                   build_seconds=built - tic)

@@ -86,6 +86,14 @@ def test_runner_npz_contract_round_trip(tmp_path: Path) -> None:
         assert data['diffraction'].shape == (n, N, N)
         assert tuple(data['object_shape']) == (48, 50)
         assert str(data['diffraction_kind']) == 'amplitude'
+    bad = np.zeros((N, N), bool)
+    bad[3, 4] = True
+    with np.load(runner.write_input(tmp_path / 'bad.npz', diffraction, positions, probe,
+                                    (48, 50), bad_pixels=bad)) as data:
+        assert data['bad_pixels'].sum() == 1
+    with pytest.raises(ValueError, match='bad_pixels'):
+        runner.write_input(tmp_path / 'x.npz', diffraction, positions, probe, (48, 50),
+                           bad_pixels=bad[:4])
     with pytest.raises(ValueError, match='positions_xy'):
         runner.write_input(tmp_path / 'x.npz', diffraction, positions[:3], probe, (48, 50))
     with pytest.raises(ValueError, match='probe'):
