@@ -352,52 +352,9 @@ class RawData:
         if C > 1 and K < C - 1:
             raise ValueError(f'generate_grouped_data: K={K} nearest neighbours cannot supply the '
                              f'{C - 1} partners a gridsize {gridsize} group needs (K >= {C - 1})')
-        if sequential_sampling and seed is None:
-            seed = 0
-        rng = np.random.default_rng(seed)
-        if C == 1:
-            nn_indices = self._seed_positions(rng, M, 1, n_groups, sequential_sampling)[:, None]
-        else:
-            nn_indices = self._neighbour_groups(rng, K, C, nsamples, n_groups, sequential_sampling)
+        nn_indices = group_indices(self.positions_xy, K=K, C=C, nsamples=nsamples, seed=seed,
+                                   sequential=sequential_sampling, n_groups=n_groups)
         return self._group_arrays(nn_indices, N)
-
-    @staticmethod
-    def _seed_positions(rng: np.random.Generator, M: int, nsamples: int, n_groups: int | None,
-                        sequential: bool) -> NDArray[np.int64]:
-        """Seed position of each group: every position ``nsamples`` times, capped."""
-        total = M * nsamples
-        if n_groups is not None and n_groups > total:
-            logger.info('n_groups=%d exceeds the %d groups available (%d positions x nsamples=%d);'
-                        ' using %d', n_groups, total, M, nsamples, total)
-        count = total if n_groups is None else min(n_groups, total)
-        candidates = np.arange(total, dtype=np.int64) if sequential else rng.permutation(total)
-        return candidates[:count] % M
-
-    def _neighbour_groups(self, rng: np.random.Generator, K: int, C: int, nsamples: int,
-                          n_groups: int | None, sequential: bool) -> NDArray[np.int64]:
-        from scipy.spatial import cKDTree
-
-        M = len(self)
-        if K > M - 1:
-            logger.info('K=%d nearest neighbours requested but only %d other positions exist; '
-                        'using K=%d', K, M - 1, M - 1)
-            K = M - 1
-        points = self.positions_xy
-        _, neighbours = cKDTree(points).query(points, k=K + 1)
-        neighbours = np.asarray(neighbours, dtype=np.int64).reshape(M, K + 1)
-        # Drop each position itself; with duplicate positions it may not come first,
-        # and if absent drop the farthest neighbour instead.
-        is_self = neighbours == np.arange(M)[:, None]
-        is_self[~is_self.any(axis=1), -1] = True
-        first = np.argmax(is_self, axis=1)
-        is_self[:] = False
-        is_self[np.arange(M), first] = True
-        neighbours = neighbours[~is_self].reshape(M, K)
-
-        seeds = self._seed_positions(rng, M, nsamples, n_groups, sequential)
-        picks = np.argsort(rng.random((seeds.shape[0], K)), axis=1)[:, :C - 1]
-        partners = np.take_along_axis(neighbours[seeds], picks, axis=1)
-        return np.concatenate([seeds[:, None], partners], axis=1)
 
     def _group_arrays(self, nn_indices: NDArray[np.int64], N: int) -> dict[str, Any]:
         nn_indices = np.ascontiguousarray(nn_indices, dtype=np.int64)
@@ -434,6 +391,66 @@ class RawData:
                                                N).astype(np.complex64)
         return patches[inverse.reshape(nn_indices.shape)]
 
+
+
+def group_indices(positions_xy: ArrayLike, *, K: int, C: int, nsamples: int = 1,
+                  seed: int | None = None, sequential: bool = False,
+                  n_groups: int | None = None) -> NDArray[np.int64]:
+    """Scan indices of each group's members, (B, C): the grouping rule of
+    :meth:`RawData.generate_grouped_data` (which validates its arguments) on positions alone,
+    so a stream that knows the scan plan forms exactly the same groups.
+
+    C = 1: one group per position. C > 1: a seed position plus C - 1 others drawn from its
+    K nearest neighbours, ``nsamples`` groups per seed, ``n_groups`` capping the total.
+    ``sequential`` takes seeds in scan order (and, without a seed, draws with seed 0).
+    """
+    points = np.asarray(positions_xy, dtype=np.float64).reshape(-1, 2)
+    M = len(points)
+    if sequential and seed is None:
+        seed = 0
+    rng = np.random.default_rng(seed)
+    if C == 1:
+        return _seed_positions(rng, M, 1, n_groups, sequential)[:, None]
+    return _neighbour_groups(points, rng, K, C, nsamples, n_groups, sequential)
+
+
+def _seed_positions(rng: np.random.Generator, M: int, nsamples: int, n_groups: int | None,
+                    sequential: bool) -> NDArray[np.int64]:
+    """Seed position of each group: every position ``nsamples`` times, capped."""
+    total = M * nsamples
+    if n_groups is not None and n_groups > total:
+        logger.info('n_groups=%d exceeds the %d groups available (%d positions x nsamples=%d);'
+                    ' using %d', n_groups, total, M, nsamples, total)
+    count = total if n_groups is None else min(n_groups, total)
+    candidates = np.arange(total, dtype=np.int64) if sequential else rng.permutation(total)
+    return candidates[:count] % M
+
+
+def _neighbour_groups(points: NDArray[np.float64], rng: np.random.Generator, K: int, C: int,
+                      nsamples: int, n_groups: int | None, sequential: bool
+                      ) -> NDArray[np.int64]:
+    from scipy.spatial import cKDTree
+
+    M = len(points)
+    if K > M - 1:
+        logger.info('K=%d nearest neighbours requested but only %d other positions exist; '
+                    'using K=%d', K, M - 1, M - 1)
+        K = M - 1
+    _, neighbours = cKDTree(points).query(points, k=K + 1)
+    neighbours = np.asarray(neighbours, dtype=np.int64).reshape(M, K + 1)
+    # Drop each position itself; with duplicate positions it may not come first,
+    # and if absent drop the farthest neighbour instead.
+    is_self = neighbours == np.arange(M)[:, None]
+    is_self[~is_self.any(axis=1), -1] = True
+    first = np.argmax(is_self, axis=1)
+    is_self[:] = False
+    is_self[np.arange(M), first] = True
+    neighbours = neighbours[~is_self].reshape(M, K)
+
+    seeds = _seed_positions(rng, M, nsamples, n_groups, sequential)
+    picks = np.argsort(rng.random((seeds.shape[0], K)), axis=1)[:, :C - 1]
+    partners = np.take_along_axis(neighbours[seeds], picks, axis=1)
+    return np.concatenate([seeds[:, None], partners], axis=1)
 
 def _read_npz(path: Path) -> dict[str, NDArray]:
     """All arrays of an NPZ file, with contract errors for anything unreadable."""

@@ -7,8 +7,10 @@ file is reloaded). Every request follows the design card: the payload's
 :func:`ptycho.workflows.backend_selector.backend_for` mirrors it into ``params.cfg``
 (``update_legacy_dict``) and hands out the backend (failing fast, with the install command,
 when torch is missing); the work is the backend contract (:mod:`ptycho.workflows.contract`):
-``train`` with per-epoch and cancel hooks, ``load``, ``predict`` + ``stitch`` straight onto
-the Ptychodus object canvas (``canvas_shape`` = object shape, ``origin_xy`` = (0, 0)).
+``train`` with per-epoch and cancel hooks, ``load``, and reconstruction as a
+:class:`~ptycho.workflows.streaming.ScanStream` straight onto the Ptychodus object canvas
+(``canvas_shape`` = object shape, ``origin_xy`` = (0, 0)), fed chunk by chunk so the partial
+image goes to Ptychodus as it forms (events ``{'patterns', 'groups', 'image'}``).
 Nothing here knows which framework runs.
 """
 
@@ -30,14 +32,19 @@ from ptycho.config.config import BACKENDS, InferenceConfig, TrainingConfig
 from ptycho.physics import default_crop
 from ptycho.workflows import backend_selector
 from ptycho.workflows.contract import (Backend, LoadedModel, TrainHooks, TrainingCancelled,
-                                       inference_config_for, reconstruct)
+                                       inference_config_for)
+from ptycho.workflows.streaming import ScanStream
 
 logger = logging.getLogger('ptychopinn_plugin.engine')
 
 Emit = Callable[[dict[str, Any]], None]
 MAX_CACHED_MODELS = 2
 
-__all__ = ['Engine', 'TrainingCancelled']
+__all__ = ['Engine', 'ReconstructionCancelled', 'TrainingCancelled']
+
+
+class ReconstructionCancelled(RuntimeError):
+    """Ptychodus stopped reading a reconstruction: the worker stops between chunks."""
 
 
 def _file_key(path: Path) -> tuple[str, int, int]:
@@ -108,12 +115,28 @@ class Engine:
                       source=scan.source, diffraction_units='amplitude',
                       diffraction_key='diffraction')
         timings['prepare_s'] = time.perf_counter() - tic  # validation
-        result = reconstruct(backend, model, raw, config, M=default_crop(trained.N),
-                             canvas_shape=scan.object_shape, origin_xy=(0.0, 0.0))
-        timings.update(result.timings)
+        stream = ScanStream(backend, model, config, raw.probeGuess, M=default_crop(trained.N),
+                            canvas_shape=scan.object_shape, origin_xy=(0.0, 0.0))
+        positions = np.stack([raw.xcoords, raw.ycoords], axis=1)
+        chunk = max(int(payload.get('chunk') or config.batch_size), 1)
+        interval = float(payload.get('progress_interval_s', 0.5))
+        last_emit = time.perf_counter()
+        for start in range(0, len(raw), chunk):
+            if self._cancel.is_set():
+                raise ReconstructionCancelled(
+                    f'reconstruction cancelled after {start} of {len(raw)} patterns')
+            status = stream.add(raw.diff3d[start:start + chunk], positions[start:start + chunk])
+            done = start + chunk >= len(raw)
+            if not done and status.groups and time.perf_counter() - last_emit >= interval:
+                partial = stream.image()
+                emit({'patterns': status.patterns, 'groups': status.groups,
+                      'image': np.asarray(partial.obj, dtype=np.complex64)})
+                last_emit = time.perf_counter()
+        result = stream.close()
+        timings.update(stream.seconds)
         return {'image': np.asarray(result.obj, dtype=np.complex64),
-                'uncovered': result.uncovered, 'groups': int(len(result.groups.positions_xy)),
-                'timings': timings, 'backend': result.backend}
+                'uncovered': result.uncovered, 'groups': stream.groups_done,
+                'patterns': stream.patterns, 'timings': timings, 'backend': result.backend}
 
     def _do_train(self, payload: dict[str, Any], emit: Emit) -> dict[str, Any]:
         from ptycho.raw_data import RawData

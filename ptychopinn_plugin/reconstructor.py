@@ -39,6 +39,8 @@ MODEL_EXTENSION = '.zip'
 MODEL_FILE_FILTER = 'PtychoPINN Model Bundle (*.zip)'
 TRAINING_DATA_FILE_FILTER = 'PtychoPINN Training Data (*.npz)'
 TRAINING_DIR_NAME = 'ptychopinn_training'
+PROGRESS_INTERVAL_S = 0.5
+"""Default least time between two partial images sent to Ptychodus."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,10 @@ class PtychoPINNTrainableReconstructor(TrainableReconstructor):
         self.last_timings: dict[str, float] = {}
         self.last_backend: str | None = None
         """The backend the worker's dispatcher ran the last train/reconstruct on."""
+        self.progress_interval_s = PROGRESS_INTERVAL_S
+        """Least time between two partial images of one reconstruction."""
+        self.progress_chunk: int | None = None
+        """Patterns per step of a reconstruction (None: the inference batch size)."""
 
     @property
     def name(self) -> str:
@@ -212,10 +218,16 @@ class PtychoPINNTrainableReconstructor(TrainableReconstructor):
             self._model_type, N=N or info.N or 0, model_path=info.path)
 
     def reconstruct(self, parameters: ReconstructInput) -> Iterator[ReconstructOutput]:
+        """The partial image as the worker's stream of chunks grows it, then the final one.
+
+        Progress counts patterns (the goal is the scan's pattern count); a partial image is
+        sent at most every :attr:`progress_interval_s`. Stopping early (Ptychodus's
+        Stop) cancels the worker's reconstruction between chunks.
+        """
         if self._model is None:
             raise RuntimeError(f'Cannot reconstruct with {self._name}: no model loaded; train '
                                f'one or use "Load Model..." first')
-        self._progress_goal = 1
+        self._progress_goal = max(len(parameters.diffraction_patterns), 1)
         return self._reconstruct(parameters, self._model)
 
     def _reconstruct(self, parameters: ReconstructInput,
@@ -226,11 +238,25 @@ class PtychoPINNTrainableReconstructor(TrainableReconstructor):
             raise ValueError(f'diffraction patterns are {scan.pattern_size} pixels but the model '
                              f'{info.path} was trained on N={info.N}')
         config = self._inference_config(info, scan.pattern_size)
+        self._progress_goal = max(len(scan), 1)
         convert_s = time.perf_counter() - tic
         client = self._workers.client(config.backend)
         starts = client.starts
-        result = client.call('reconstruct', {'bundle': str(info.path), 'config': config,
-                                             'scan': scan})
+        stream = client.stream('reconstruct', {
+            'bundle': str(info.path), 'config': config, 'scan': scan,
+            'chunk': self.progress_chunk, 'progress_interval_s': self.progress_interval_s})
+        while True:
+            try:
+                event = next(stream)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            try:
+                yield ReconstructOutput(result_product(parameters, event['image']),
+                                        progress=int(event['patterns']))
+            except GeneratorExit:
+                stream.close()  # Ptychodus stopped reading: cancel the worker's work
+                raise
         timings = dict(result.get('timings', {}))
         timings['convert_s'] = convert_s
         timings['worker_start_s'] = (client.timings.worker_start_s
@@ -243,4 +269,5 @@ class PtychoPINNTrainableReconstructor(TrainableReconstructor):
                         'left at 0', result['uncovered'])
         logger.info('Reconstructed %d patterns: %s', len(scan),
                     ', '.join(f'{k}={v:.3f}' for k, v in timings.items()))
-        yield ReconstructOutput(result_product(parameters, result['image']), progress=1)
+        yield ReconstructOutput(result_product(parameters, result['image']),
+                                progress=self._progress_goal)

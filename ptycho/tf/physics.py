@@ -295,6 +295,37 @@ def backprojection(X: TensorLike, probe: TensorLike, offsets_xy: TensorLike | No
     P = _as_tensor(probe, cdtype)
     P_sq = tf.square(tf.abs(P))
     peak = tf.reduce_max(P_sq)
+    if C == 1:  # gridsize 1: with the member at the group centre the merge is the identity
+        def single() -> tf.Tensor:
+            return _backprojection_single(X, P, P_sq, peak, iterations, alpha)
+
+        if offsets_xy is None:
+            return single()
+        return tf.cond(tf.reduce_all(tf.equal(offsets, 0.0)), single,
+                       lambda: _backprojection_groups(X, P, P_sq, peak, offsets, iterations,
+                                                      alpha))
+    return _backprojection_groups(X, P, P_sq, peak, offsets, iterations, alpha)
+
+
+def _backprojection_single(X: tf.Tensor, P: tf.Tensor, P_sq: tf.Tensor, peak: tf.Tensor,
+                           iterations: int, alpha: float) -> tf.Tensor:
+    """One pattern per group at its centre: the same update on the pattern's own window,
+    without the group canvas (the torch backend's ``_backprojection_single``)."""
+    cdtype = P.dtype
+    step = tf.math.conj(P) / tf.cast(peak * (P_sq / peak + alpha), cdtype)
+    obj = tf.ones(tf.shape(X), cdtype)
+    for _ in range(int(iterations)):
+        psi = P * obj
+        obj = obj + step * (fourier_projection(psi, X) - psi)
+    return obj - 1.0
+
+
+def _backprojection_groups(X: tf.Tensor, P: tf.Tensor, P_sq: tf.Tensor, peak: tf.Tensor,
+                           offsets: tf.Tensor, iterations: int, alpha: float) -> tf.Tensor:
+    """Groups of C members merged on a 2N canvas at their offsets (gridsize > 1)."""
+    C, N = int(X.shape[1]), int(X.shape[-1])
+    cdtype = P.dtype
+    batch = tf.shape(X)[0]
     shape = tf.stack([batch, C, N, N])
     # merge_group's coverage normalisation, computed once instead of in every iteration
     coverage = tf.maximum(_placed_sum(tf.ones(shape, P_sq.dtype), offsets), 1.0)

@@ -15,7 +15,6 @@ object on its canvas).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -204,26 +203,20 @@ def reconstruct(backend: Backend, model: LoadedModel, scan: Any, config: Inferen
                 origin_xy: tuple[float, float] | None = None, align_phase: bool = True,
                 flip_x: bool = False, flip_y: bool = False,
                 transpose: bool = False) -> Reconstruction:
-    """Predict and stitch a whole scan; ``M`` defaults to :func:`ptycho.physics.default_crop`."""
-    import time
+    """A whole scan: one stream (:mod:`ptycho.workflows.streaming`) fed the scan in one chunk,
+    its positions the plan; ``M`` defaults to :func:`ptycho.physics.default_crop`."""
+    from ptycho.workflows.streaming import reconstruct_scan
 
-    from ptycho.physics import default_crop
-
-    groups = orient(backend.predict(model, scan, config), flip_x=flip_x, flip_y=flip_y,
-                    transpose=transpose)
-    crop = default_crop(model.config.model.N) if M is None else int(M)
-    tic = time.perf_counter()
-    result = backend.stitch(groups, crop, canvas_shape=canvas_shape, origin_xy=origin_xy,
-                            align_phase=align_phase)
-    result = dataclasses.replace(result, timings={'inference_s': groups.seconds,
-                                                  'stitch_s': time.perf_counter() - tic})
-    n_groups = len(groups.positions_xy)
+    result = reconstruct_scan(backend, model, scan, config, M=M, canvas_shape=canvas_shape,
+                              origin_xy=origin_xy, align_phase=align_phase, flip_x=flip_x,
+                              flip_y=flip_y, transpose=transpose)
+    n_groups = len(result.groups.positions_xy)
     logger.log(logging.INFO if config.debug else logging.DEBUG,
                'Reconstruction (%s backend, %s): %d groups in %d batches of up to %d, '
                'inference %.3f s, stitching %.3f s (M=%d), canvas %dx%d, %d uncovered pixels',
-               backend.name, groups.device, n_groups, -(-n_groups // config.batch_size),
+               backend.name, result.groups.device, n_groups, -(-n_groups // config.batch_size),
                config.batch_size, result.timings['inference_s'], result.timings['stitch_s'],
-               crop, *result.obj.shape[-2:], result.uncovered)
+               result.M, *result.obj.shape[-2:], result.uncovered)
     return result
 
 

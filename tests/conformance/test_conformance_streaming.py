@@ -46,27 +46,67 @@ def _positions(scan) -> np.ndarray:
     return np.stack([scan.xcoords, scan.ycoords], axis=1).astype(np.float64)
 
 
-def test_a_scan_streamed_in_chunks_is_the_scan_reconstructed_whole(trained, scans) -> None:
-    backend, model = trained
-    test = scans[1]
-    config = inference_config_for(model, batch_size=32)
-    whole = reconstruct_scan(backend, model, test, config, norm_patterns=30)
-    stream = ScanStream(backend, model, config, test.probeGuess, norm_patterns=30)
+CHUNKS = ((0, 7), (7, 1), (8, 25), (33, 40), (73, 17))
+
+
+def _stream_in_chunks(stream: ScanStream, scan) -> list[tuple[int, int]]:
     seen = []
-    for start, size in ((0, 7), (7, 1), (8, 25), (33, 40), (73, 17)):
-        status = stream.add(test.diff3d[start:start + size],
-                            _positions(test)[start:start + size])
+    for start, size in CHUNKS:
+        status = stream.add(scan.diff3d[start:start + size],
+                            _positions(scan)[start:start + size])
         seen.append((status.patterns, status.groups))
-        partial = stream.image()
-        assert np.isfinite(partial.obj).all()
-    assert seen[0] == (7, 0)  # waiting for the 30 patterns that fix the normalisation
-    assert seen[2] == (33, 33) and seen[-1] == (90, 90)
-    streamed = stream.close()
+        assert np.isfinite(stream.image().obj).all()  # readable at any moment
+    return seen
+
+
+def _assert_same_image(streamed, whole) -> None:
     assert streamed.obj.shape == whole.obj.shape and streamed.origin_xy == whole.origin_xy
     np.testing.assert_allclose(streamed.obj, whole.obj, rtol=0,
                                atol=1e-5 * np.abs(whole.obj).max())
     np.testing.assert_allclose(streamed.coverage, whole.coverage, rtol=1e-6, atol=1e-6)
-    assert streamed.backend == backend.name and streamed.uncovered == whole.uncovered
+    assert streamed.uncovered == whole.uncovered
+
+
+def test_a_scan_streamed_in_chunks_is_the_scan_reconstructed_whole(trained, scans) -> None:
+    """With the scan plan known (a file, Ptychodus): the whole-scan path exactly."""
+    backend, model = trained
+    test = scans[1]
+    config = inference_config_for(model, batch_size=32)
+    whole = reconstruct_scan(backend, model, test, config, norm_patterns=30)
+    stream = ScanStream(backend, model, config, test.probeGuess, plan=_positions(test),
+                        norm_patterns=30)
+    seen = _stream_in_chunks(stream, test)
+    assert seen[0] == (7, 0)  # waiting for the 30 patterns that fix the normalisation
+    assert 0 < seen[2][1] <= 33 and seen[-1] == (90, 90)
+    streamed = stream.close()
+    assert streamed.backend == backend.name
+    _assert_same_image(streamed, whole)
+
+
+def test_without_a_plan_chunking_does_not_change_the_image(trained, scans) -> None:
+    """Positions arriving with the patterns: groups wait `lookahead` patterns for partners."""
+    backend, model = trained
+    test = scans[1]
+    config = inference_config_for(model, batch_size=32)
+    one = ScanStream(backend, model, config, test.probeGuess, lookahead=10, norm_patterns=30)
+    one.add(test.diff3d, _positions(test))
+    whole = one.close()
+    stream = ScanStream(backend, model, config, test.probeGuess, lookahead=10,
+                        norm_patterns=30)
+    seen = _stream_in_chunks(stream, test)
+    if model.config.model.gridsize > 1:
+        assert seen[2] == (33, 23)  # groups 23..32 wait for patterns 33..42
+    assert seen[-1] == (90, 90 if model.config.model.gridsize == 1 else 80)
+    _assert_same_image(stream.close(), whole)
+
+
+def test_patterns_off_the_plan_are_refused(trained, scans) -> None:
+    backend, model = trained
+    test = scans[1]
+    stream = ScanStream(backend, model, inference_config_for(model), test.probeGuess,
+                        plan=_positions(test))
+    with pytest.raises(ValueError, match='not at the planned positions'):
+        stream.add(test.diff3d[:3], _positions(test)[:3] + 1.0)
 
 
 def test_a_fixed_canvas_and_orientation_are_kept(trained, scans) -> None:

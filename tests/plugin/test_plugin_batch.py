@@ -106,9 +106,12 @@ def _train_and_reconstruct(backend: str, raw: object, tmp_path: Path, epochs: in
                           '-i', str(train_in), '-o', str(recon_out)],
                          env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    # One product per output, numbered by progress (patterns reconstructed): partial images
+    # of a long scan first, the whole scan last.
     products = sorted(recon_out.glob('product.*.h5'))
-    assert [p.name for p in products] == ['product.000001.h5']
-    return load_product(products[0]).object_.get_layer(0), model
+    n = len(raw.xcoords)  # type: ignore[attr-defined]
+    assert products and products[-1].name == f'product.{n:06d}.h5', products
+    return load_product(products[-1]).object_.get_layer(0), model
 
 
 def _backend_reconstruction(backend: str, raw: object, model: Path) -> np.ndarray:

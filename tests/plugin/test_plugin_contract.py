@@ -152,9 +152,10 @@ def test_train_and_reconstruct_are_generators(trained: Trained, tmp_path: Path) 
     pinn = trained.pinn
     outputs = pinn.reconstruct(trained.reconstruct_input)
     assert inspect.isgenerator(outputs)
-    (output,) = list(outputs)
+    output = list(outputs)[-1]
     assert isinstance(output, ReconstructOutput)
-    assert output.progress == pinn.get_progress_goal() == 1
+    # Progress counts patterns: the last output is the whole scan.
+    assert output.progress == pinn.get_progress_goal() == len(trained.raw.xcoords)
     training = pinn.train(tmp_path / 'nothing-here', tmp_path)
     assert inspect.isgenerator(training)
     assert pinn.get_progress_goal() == 1  # NumEpochs of this library
@@ -164,7 +165,7 @@ def test_train_and_reconstruct_are_generators(trained: Trained, tmp_path: Path) 
 
 def test_reconstruct_puts_the_object_on_the_input_grid(trained: Trained) -> None:
     parameters = trained.reconstruct_input
-    (output,) = list(trained.pinn.reconstruct(parameters))
+    output = list(trained.pinn.reconstruct(parameters))[-1]
     obj_in, obj_out = parameters.product.object_, output.product.object_
     assert obj_out.get_array().shape == (1, *obj_in.get_array().shape[-2:])
     assert np.iscomplexobj(obj_out.get_array())
@@ -180,13 +181,13 @@ def test_reconstruct_puts_the_object_on_the_input_grid(trained: Trained) -> None
 
 def test_save_then_load_gives_the_same_reconstruction(trained: Trained, tmp_path: Path) -> None:
     pinn = trained.pinn
-    (first,) = list(pinn.reconstruct(trained.reconstruct_input))
+    first = list(pinn.reconstruct(trained.reconstruct_input))[-1]
     copy = tmp_path / 'saved.zip'
     pinn.save_model(copy)
     assert copy.read_bytes() == trained.model_path.read_bytes()
     pinn.load_model_from_file(copy)
     try:
-        (second,) = list(pinn.reconstruct(trained.reconstruct_input))
+        second = list(pinn.reconstruct(trained.reconstruct_input))[-1]
     finally:
         pinn.load_model_from_file(trained.model_path)
     np.testing.assert_allclose(second.product.object_.get_array(),
@@ -197,9 +198,9 @@ def test_save_then_load_gives_the_same_reconstruction(trained: Trained, tmp_path
 
 
 def test_multimode_probe_and_bad_pixels_are_handled(trained: Trained) -> None:
-    clean = list(trained.pinn.reconstruct(trained.reconstruct_input))[0]
+    clean = list(trained.pinn.reconstruct(trained.reconstruct_input))[-1]
     messy_input = scenes.reconstruct_input(trained.raw, probe_modes=3, bad_pixel=(40, 20))
-    messy = list(trained.pinn.reconstruct(messy_input))[0]
+    messy = list(trained.pinn.reconstruct(messy_input))[-1]
     a = clean.product.object_.get_array()[0]
     b = messy.product.object_.get_array()[0]
     rows, cols = scenes.scanned_region(trained.raw)
@@ -215,3 +216,37 @@ def test_train_output_carries_losses(trained: Trained) -> None:
     assert [loss.epoch for loss in outputs[-1].training_loss] == [0]
     assert np.isfinite(outputs[-1].training_loss[0].value)
     assert len(outputs[-1].validation_loss) == 1  # 5 % of the groups are held out
+
+
+def test_reconstruct_yields_the_image_as_it_forms(trained: Trained) -> None:
+    """Partial images, pattern counts rising to the scan's, the last one the whole result."""
+    pinn = trained.pinn
+    whole = list(pinn.reconstruct(trained.reconstruct_input))[-1]
+    pinn.progress_interval_s, pinn.progress_chunk = 0.0, 16
+    try:
+        outputs = list(pinn.reconstruct(trained.reconstruct_input))
+    finally:
+        pinn.progress_interval_s, pinn.progress_chunk = 0.5, None
+    progress = [output.progress for output in outputs]
+    n = len(trained.raw.xcoords)
+    # Nothing shows before the 32 patterns that fix the normalisation (streaming.NORM_PATTERNS).
+    assert progress == [32, 48, 64] and outputs[-1].progress == n
+    covered = [np.count_nonzero(output.product.object_.get_array()) for output in outputs]
+    assert covered == sorted(covered) and covered[0] < covered[-1]  # the image grows
+    np.testing.assert_allclose(outputs[-1].product.object_.get_array(),
+                               whole.product.object_.get_array(), rtol=1e-5, atol=1e-6)
+
+
+def test_stopping_a_reconstruction_early_cancels_the_worker(trained: Trained) -> None:
+    pinn = trained.pinn
+    pinn.progress_interval_s, pinn.progress_chunk = 0.0, 8
+    try:
+        outputs = pinn.reconstruct(trained.reconstruct_input)
+        first = next(outputs)
+        assert first.progress < len(trained.raw.xcoords)
+        outputs.close()  # what Ptychodus does on Stop
+    finally:
+        pinn.progress_interval_s, pinn.progress_chunk = 0.5, None
+    # The worker is free again and gives the full result.
+    assert list(pinn.reconstruct(trained.reconstruct_input))[-1].progress == len(
+        trained.raw.xcoords)
