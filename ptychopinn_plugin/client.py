@@ -30,7 +30,7 @@ import logging
 import multiprocessing
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -184,7 +184,7 @@ class WorkerClient:
             if on_event is not None:
                 on_event(event)
 
-    def stream(self, kind: str, payload: Any = None) -> Iterator[dict[str, Any]]:
+    def stream(self, kind: str, payload: Any = None) -> Generator[dict[str, Any], None, Any]:
         """Generator: yields the request's events; its return value is the result.
 
         Closing it early (a consumer that stops iterating) raises the cancel flag and

@@ -12,10 +12,10 @@ import json
 import logging
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ptychodus.api.io import StandardFileLayout
 from ptychodus.api.product import LossValue
@@ -34,6 +34,7 @@ from .settings import PluginSettings
 from .training_data import find_training_files
 
 logger = logging.getLogger(__name__)
+T = TypeVar('T')
 
 MODEL_EXTENSION = '.zip'
 MODEL_FILE_FILTER = 'PtychoPINN Model Bundle (*.zip)'
@@ -77,6 +78,25 @@ def peek_bundle(path: Path) -> BundleInfo:
         manifest.get('config'), dict) else {}
     return BundleInfo(path, str(manifest.get('backend')), manifest.get('N'),
                       manifest.get('gridsize'), model_cfg.get('model_type'))
+
+
+def _relay(stream: Generator[dict[str, Any], None, Any],
+           convert: Callable[[dict[str, Any]], T]) -> Generator[T, None, Any]:
+    """Yield ``convert(event)`` for each event of a worker request; return its result.
+
+    A consumer that stops early (Ptychodus's Stop) closes the request, which cancels the
+    worker's work at its next epoch or chunk.
+    """
+    while True:
+        try:
+            event = next(stream)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            yield convert(event)
+        except GeneratorExit:
+            stream.close()
+            raise
 
 
 class PtychoPINNTrainableReconstructor(TrainableReconstructor):
@@ -187,22 +207,16 @@ class PtychoPINNTrainableReconstructor(TrainableReconstructor):
             'bundle': str(target)})
         training: list[LossValue] = []
         validation: list[LossValue] = []
-        while True:
-            try:
-                event = next(stream)
-            except StopIteration as stop:
-                result = stop.value
-                break
+
+        def epoch_output(event: dict[str, Any]) -> TrainOutput:
             epoch = int(event['epoch'])
             if event.get('train_loss') is not None:
                 training.append(LossValue(epoch, float(event['train_loss'])))
             if event.get('val_loss') is not None:
                 validation.append(LossValue(epoch, float(event['val_loss'])))
-            try:
-                yield TrainOutput(list(training), list(validation), progress=epoch + 1)
-            except GeneratorExit:
-                stream.close()  # consumer stopped: cancel the worker's training
-                raise
+            return TrainOutput(list(training), list(validation), progress=epoch + 1)
+
+        result = yield from _relay(stream, epoch_output)
         self._model = peek_bundle(Path(result['bundle']))
         self.last_backend = result['backend']
         logger.info('Trained %s model saved to %s', result['backend'], self._model.path)
@@ -245,18 +259,8 @@ class PtychoPINNTrainableReconstructor(TrainableReconstructor):
         stream = client.stream('reconstruct', {
             'bundle': str(info.path), 'config': config, 'scan': scan,
             'chunk': self.progress_chunk, 'progress_interval_s': self.progress_interval_s})
-        while True:
-            try:
-                event = next(stream)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            try:
-                yield ReconstructOutput(result_product(parameters, event['image']),
-                                        progress=int(event['patterns']))
-            except GeneratorExit:
-                stream.close()  # Ptychodus stopped reading: cancel the worker's work
-                raise
+        result = yield from _relay(stream, lambda event: ReconstructOutput(
+            result_product(parameters, event['image']), progress=int(event['patterns'])))
         timings = dict(result.get('timings', {}))
         timings['convert_s'] = convert_s
         timings['worker_start_s'] = (client.timings.worker_start_s
