@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from ptycho import params
 from ptycho.bundle import BundleError, read_bundle, write_bundle
-from ptycho.config.config import TrainingConfig, from_dict, to_dict, update_legacy_dict
+from ptycho.config.config import (TrainingConfig, from_dict, mirror_legacy_params, to_dict,
+                                  update_legacy_dict)
 from ptycho_torch.model import PtychoPINN_Lightning
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,5 @@ def load_inference_bundle_torch(model_dir: str | os.PathLike[str]
               'diffraction_to_obj': module.diffraction_to_obj()}
     logger.info('Loaded pytorch model bundle %s (intensity_scale %.6g)', bundle.path,
                 bundle.intensity_scale)
-    update_legacy_dict(params.cfg, config)
-    params.cfg['intensity_scale'] = bundle.intensity_scale
+    mirror_legacy_params(config, bundle.intensity_scale)
     return models, config

@@ -59,19 +59,26 @@ def test_the_tf_package_backend_and_workflows_import_tensorflow_lazily() -> None
         loaded)
 
 
-def test_mirror_legacy_params_is_the_tf_backends_one_writer_of_params_cfg(
+def test_mirror_legacy_params_is_the_one_writer_of_params_cfg(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dispatcher and both backends mirror configs through one function (issue 12)."""
     from ptycho import params
-    from ptycho.config.config import ModelConfig
-    from ptycho.tf.workflows import mirror_legacy_params
+    from ptycho.config.config import ModelConfig, mirror_legacy_params
+    from ptycho.tf.workflows import mirror_legacy_params as tf_mirror
 
+    assert tf_mirror is mirror_legacy_params
     monkeypatch.setattr(params, 'cfg', {'intensity_scale': 7.0})
     mirror_legacy_params(ModelConfig(N=64, gridsize=2))
     assert (params.get('N'), params.get('gridsize'), params.get('intensity_scale')) == (64, 2, 7.0)
     mirror_legacy_params(ModelConfig(N=128), 3.5)
     assert (params.get('N'), params.get('intensity_scale')) == (128, 3.5)
-    writers = [f'{path.name}:{number}' for path in sorted((REPO / 'ptycho' / 'tf').glob('*.py'))
+    writers = [f'{path.relative_to(REPO)}:{number}'
+               for package in ('ptycho', 'ptycho_torch', 'ptychopinn_plugin')
+               for path in sorted((REPO / package).rglob('*.py'))
                for number, line in enumerate(path.read_text().splitlines(), 1)
-               if 'update_legacy_dict(params.cfg' in line
-               or ('params.cfg[' in line and '] =' in line)]
-    assert [w.split(':')[0] for w in writers] == ['workflows.py', 'workflows.py'], writers
+               if not line.lstrip().startswith(("f'", "'", '"', '#'))  # messages, comments
+               and ('update_legacy_dict(params.cfg' in line
+                    or ('params.cfg[' in line and '] =' in line))]
+    # config.py: the mirror itself; probe.py: the legacy set_probe_guess (the 'probe' key).
+    assert sorted({w.split(':')[0] for w in writers}) == ['ptycho/config/config.py',
+                                                         'ptycho/probe.py'], writers

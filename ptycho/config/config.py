@@ -641,6 +641,22 @@ def load_yaml(cls: type[_C], path: str | os.PathLike[str]) -> _C:
     return from_dict(cls, read_yaml_mapping(path), source=str(path))
 
 
+def mirror_legacy_params(config: ModelConfig | AnyConfig,
+                         intensity_scale: float | None = None) -> None:
+    """Write ``config`` (and a trained ``intensity_scale``) into ``ptycho.params.cfg``.
+
+    The one writer of the legacy mirror for the dispatcher and both backends. Ptychodus'
+    built-in integration and the reference guide's code read it (``params.get(
+    'intensity_scale')`` before ``model.predict``); the TensorFlow bundle copies it into
+    ``params.json``. Nothing in this package decides anything from it.
+    """
+    from ptycho import params
+
+    update_legacy_dict(params.cfg, config)
+    if intensity_scale is not None:
+        params.cfg['intensity_scale'] = float(intensity_scale)
+
+
 def update_legacy_dict(cfg: MutableMapping[str, Any], config: ModelConfig | AnyConfig) -> None:
     """Mirror ``config`` into the legacy flat ``params.cfg`` dict.
 

@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ptycho import figures, params, physics, progress
-from ptycho.config.config import (InferenceConfig, ModelConfig, TrainingConfig, to_dict,
-                                  update_legacy_dict)
+from ptycho.config.config import (InferenceConfig, TrainingConfig, mirror_legacy_params,
+                                  to_dict)
 from ptycho.loader import PtychoDataContainer, container_from_raw
 from ptycho.phase_alignment import align_group_phases
 from ptycho.workflows.training_files import uses_output_dir
@@ -41,21 +41,6 @@ PREDICT_BATCH = 256
 
 
 _Config = TypeVar('_Config', TrainingConfig, InferenceConfig)
-
-
-def mirror_legacy_params(config: TrainingConfig | InferenceConfig | ModelConfig,
-                         intensity_scale: float | None = None) -> None:
-    """Write ``config`` (and a trained ``intensity_scale``) into ``ptycho.params.cfg``.
-
-    The TensorFlow backend's one writer of the legacy mirror, which Ptychodus' built-in
-    integration reads (``params.get('intensity_scale')`` before ``model.predict``) and
-    :func:`ptycho.tf.persistence.save_models` copies into the bundle's ``params.json``.
-    The backend itself reads it only for the intensity scale of a bare Keras model
-    (:func:`model_intensity_scale`).
-    """
-    update_legacy_dict(params.cfg, config)
-    if intensity_scale is not None:
-        params.cfg['intensity_scale'] = intensity_scale
 
 
 def with_data_size(config: _Config, raw: Any) -> _Config:

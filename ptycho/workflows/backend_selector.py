@@ -21,8 +21,7 @@ import logging
 import os
 from typing import Any
 
-from ptycho import params
-from ptycho.config.config import BACKENDS, update_legacy_dict
+from ptycho.config.config import BACKENDS, mirror_legacy_params
 from ptycho.workflows.contract import Backend
 
 logger = logging.getLogger(__name__)
@@ -73,7 +72,7 @@ def get_backend(backend: str) -> Backend:
 
 def backend_for(config: Any) -> Backend:
     """Mirror ``config`` into ``params.cfg`` (legacy readers), then :func:`get_backend`."""
-    update_legacy_dict(params.cfg, config)
+    mirror_legacy_params(config)
     backend = get_backend(_backend(config))
     logger.info('Dispatching %s to the %s backend', type(config).__name__, backend.name)
     return backend
@@ -116,7 +115,6 @@ def check_bundle_backend(model_dir: str | os.PathLike[str], backend: str) -> Non
 def load_inference_bundle_with_backend(model_dir: str | os.PathLike[str], config: Any
                                        ) -> tuple[Any, Any]:
     """Load a trained model with ``config.backend``; the bundle must match that backend."""
-    update_legacy_dict(params.cfg, config)
     check_bundle_backend(model_dir, _backend(config))
     return backend_for(config).load_inference_bundle(model_dir)
 
@@ -129,7 +127,6 @@ def reassemble_with_backend(test_data: Any, config: Any, models: Any = None,
     ``models`` are what that backend's loader or trainer returned; without them the bundle
     at ``config.model_path`` is loaded (after checking its backend).
     """
-    update_legacy_dict(params.cfg, config)
     _backend(config)
     model_path = getattr(config, 'model_path', None)
     if models is None and model_path is not None and str(model_path) not in ('', '.'):

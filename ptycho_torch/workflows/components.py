@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ptycho import params
-from ptycho.config.config import InferenceConfig, TrainingConfig, update_legacy_dict
+from ptycho.config.config import InferenceConfig, TrainingConfig, mirror_legacy_params
 from ptycho_torch import config_bridge
 from ptycho_torch.data import PtychoDataContainerTorch, as_torch_container
 from ptycho_torch.inference import reconstruct_and_stitch
@@ -99,12 +98,12 @@ def run_cdi_example_torch(train_data: Any, test_data: Any, config: TrainingConfi
     Returns ``(amplitude, phase, results)``; amplitude and phase are None unless
     ``do_stitching`` and ``test_data`` are given.
     """
-    update_legacy_dict(params.cfg, config)
+    mirror_legacy_params(config)
     train_container = as_torch_container(train_data, config)
     test_container = as_torch_container(test_data, config) if test_data is not None else None
     trained = train_cdi_model_torch(train_container, test_container, config, resume=resume,
                                     max_time=max_time)
-    params.cfg['intensity_scale'] = trained['intensity_scale']
+    mirror_legacy_params(config, trained['intensity_scale'])
     results: dict[str, Any] = dict(trained)
     results.update(backend=BACKEND, train_container=train_container,
                    test_container=test_container)
