@@ -76,6 +76,8 @@ class StreamStatus:
     waiting: int
     chunk_seconds: float
     inference_seconds: float
+    seeds: tuple[int, ...] = ()
+    """Seed patterns of the groups this chunk added to the image."""
 
 
 class NeighbourIndex:
@@ -428,7 +430,7 @@ class ScanStream:
             self.groups_done += len(seeds)
         self.seconds['inference_s'] += inference
         return StreamStatus(n, self.groups_done, n - self.groups_done,
-                            time.perf_counter() - tic, inference)
+                            time.perf_counter() - tic, inference, tuple(ready))
 
     def _ready(self, n: int, closing: bool) -> list[int]:
         """Seeds whose groups can be formed now, in seed order (members put in _waiting)."""
