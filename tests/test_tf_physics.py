@@ -6,26 +6,25 @@ the torch backend's, in ``tests/conformance/test_conformance_physics.py``.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 tf = pytest.importorskip('tensorflow')
 
+sys.path.insert(0, str(Path(__file__).parent / 'conformance'))
+from conformance_backends import gaussian_probe, rel_err  # noqa: E402
 from ptycho import physics  # noqa: E402
 from ptycho.tf import physics as tf_helper  # noqa: E402
-
-RTOL = 1e-5
-
-
-def rel_err(found: np.ndarray, expected: np.ndarray) -> float:
-    found = np.asarray(found)
-    expected = np.asarray(expected)
-    assert found.shape == expected.shape
-    return float(np.max(np.abs(found - expected)) / np.max(np.abs(expected)))
 
 
 def random_complex(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return rng.normal(size=shape) + 1j * rng.normal(size=shape)
+
+
+RTOL = 1e-5
 
 
 @pytest.fixture
@@ -63,13 +62,6 @@ def test_gradient_is_finite_through_zero_field() -> None:
         loss = tf.reduce_sum(tf_helper.forward_group(obj, probe, np.zeros((1, 1, 2))))
     grad = tape.gradient(loss, obj)
     assert np.all(np.isfinite(grad.numpy()))
-
-
-def gaussian_probe(rng: np.random.Generator, N: int, sigma: float = 10.0) -> np.ndarray:
-    """Random complex probe under a Gaussian envelope: weak at the edges, so alpha matters."""
-    yy, xx = np.mgrid[:N, :N] - N / 2
-    envelope = np.exp(-(yy ** 2 + xx ** 2) / (2 * sigma ** 2))
-    return (1.0 + 0.3 * random_complex(rng, (N, N))) * envelope
 
 
 @pytest.mark.parametrize('gridsize', [1, 2])

@@ -112,3 +112,22 @@ def _pytorch() -> PhysicsAdapter:
 def physics_adapter(name: str) -> PhysicsAdapter:
     """The adapter of backend ``name`` (imports its framework now)."""
     return {'tensorflow': _tensorflow, 'pytorch': _pytorch}[name]()
+
+
+# -- shared checks (also used by the backend-only physics tests) ----------------------
+def rel_err(found: np.ndarray, expected: np.ndarray) -> float:
+    found = np.asarray(found)
+    expected = np.asarray(expected)
+    assert found.shape == expected.shape
+    return float(np.max(np.abs(found - expected)) / np.max(np.abs(expected)))
+
+
+def random_complex(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    return rng.normal(size=shape) + 1j * rng.normal(size=shape)
+
+
+def gaussian_probe(rng: np.random.Generator, N: int, sigma: float = 10.0) -> np.ndarray:
+    """Random complex probe under a Gaussian envelope: weak at the edges, so alpha matters."""
+    yy, xx = np.mgrid[:N, :N] - N / 2
+    envelope = np.exp(-(yy ** 2 + xx ** 2) / (2 * sigma ** 2))
+    return (1.0 + 0.3 * random_complex(rng, N, N)) * envelope

@@ -7,8 +7,6 @@ numpy reference stitch.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
