@@ -336,9 +336,21 @@ class ScanStream:
             if len(self.plan) < self.C:
                 raise ValueError(f'stream: gridsize {model.config.model.gridsize} needs at '
                                  f'least {self.C} positions, the plan has {len(self.plan)}')
-            # The whole-scan grouping (RawData.generate_grouped_data, every position in order).
-            self._plan_groups = group_indices(self.plan, K=self.K, C=self.C, seed=config.seed,
-                                              sequential=True)
+            # The whole-scan grouping of RawData.generate_grouped_data / container_from_raw,
+            # config.n_groups and config.sequential_sampling included.
+            nsamples = 1
+            if self.C > 1 and config.n_groups is not None and config.n_groups > len(self.plan):
+                nsamples = math.ceil(config.n_groups / len(self.plan))
+            self._plan_groups = group_indices(self.plan, K=self.K, C=self.C, nsamples=nsamples,
+                                              seed=config.seed,
+                                              sequential=config.sequential_sampling,
+                                              n_groups=config.n_groups)
+            self._formed = np.zeros(len(self._plan_groups), bool)
+        elif not config.sequential_sampling:
+            raise ValueError('stream: sequential_sampling=False draws groups from the whole '
+                             'scan at random; without a plan (positions known in advance) a '
+                             'stream forms them in scan order: pass plan= or set '
+                             'sequential_sampling=True')
         self.diffraction = np.empty((0, self.N, self.N), np.float32)
         self.norm_factor: float | None = None
         self.groups_done = 0
@@ -423,22 +435,36 @@ class ScanStream:
         ready = self._ready(n, closing) if self.norm_factor is not None else []
         if ready:
             seeds = np.asarray(ready, np.int64)
-            members = np.stack([self._waiting.pop(int(i)) for i in seeds])
+            if self._plan_groups is not None:
+                members = self._plan_groups[seeds].copy()
+                self._formed[seeds] = True
+                for row, g in enumerate(seeds):  # the scan ended before these members came
+                    if members[row].max() >= n:
+                        members[row] = self._arrived_members(int(members[row, 0]), n - 1)
+            else:
+                members = np.stack([self._waiting.pop(int(i)) for i in seeds])
             groups = self.backend.predict(self.model, self._container(members), self.config)
             inference = groups.seconds
             self._stitch(seeds, groups)
             self.groups_done += len(seeds)
         self.seconds['inference_s'] += inference
-        return StreamStatus(n, self.groups_done, n - self.groups_done,
+        total = n if self._plan_groups is None else len(self._plan_groups)
+        return StreamStatus(n, self.groups_done, total - self.groups_done,
                             time.perf_counter() - tic, inference, tuple(ready))
 
     def _ready(self, n: int, closing: bool) -> list[int]:
-        """Seeds whose groups can be formed now, in seed order (members put in _waiting)."""
+        """Groups that can be formed now, in order: plan rows, or seeds (members in _waiting)."""
+        if self._plan_groups is not None:
+            pending = np.flatnonzero(~self._formed)
+            if closing:  # a scan shorter than its plan: groups of seeds that came
+                return pending[self._plan_groups[pending, 0] < n].tolist()
+            return pending[self._plan_groups[pending].max(axis=1) < n].tolist()
         if n < self.C and not closing:
             return []
-        for i in range(self._next_seed, n):
+        seeds_upto = n if self.config.n_groups is None else min(n, int(self.config.n_groups))
+        for i in range(self._next_seed, seeds_upto):
             self._waiting[i] = self._members(i)
-        self._next_seed = n
+        self._next_seed = max(self._next_seed, seeds_upto)
         ready = []
         for i, members in sorted(self._waiting.items()):
             if members.max() >= n and closing:  # the scan ended before the group's members
@@ -454,8 +480,6 @@ class ScanStream:
         """Group i's members, or ``[i, j]``: the group waits for pattern j (no plan)."""
         if self.C == 1:
             return np.array([i], np.int64)
-        if self._plan_groups is not None:
-            return self._plan_groups[i]
         # Without a plan: partners among patterns 0..j_i, j_i = max(i + lookahead, C - 1).
         return np.array([i, max(i + self.lookahead, self.C - 1)], np.int64)
 

@@ -51,7 +51,9 @@ def test_two_process_ddp_training_matches_one_process(tmp_path: Path) -> None:
     ddp_metrics = _metrics(tmp_path, run, scan, 'ddp')
     single_metrics = _metrics(tmp_path, tmp_path / 'single', scan, 'single')
     # Measured: phase SSIM 0.673 (DDP) vs 0.646 (one process) after 4 epochs.
-    assert abs(ddp_metrics['phase_ssim'] - single_metrics['phase_ssim']) <= 0.05, (
+    # DDP must not cost quality (a shard that trains alone, or unsynchronised weights, would);
+    # the two runs see batches in different orders, so DDP may also come out ahead.
+    assert ddp_metrics['phase_ssim'] >= single_metrics['phase_ssim'] - 0.05, (
         ddp_metrics, single_metrics)
 
     # Resume under DDP continues the run to more epochs.

@@ -116,14 +116,14 @@ def _train_and_reconstruct(backend: str, raw: object, tmp_path: Path, epochs: in
 
 def _backend_reconstruction(backend: str, raw: object, model: Path) -> np.ndarray:
     """The backend's own reconstruction of the simulation arrays, in the ground-truth frame."""
-    from ptycho.config.config import InferenceConfig, ModelConfig
-    from ptycho.workflows.backend_selector import reassemble_with_backend
+    from ptycho.workflows.backend_selector import get_backend
+    from ptycho.workflows.contract import inference_config_for, reconstruct
 
-    config = InferenceConfig(model=ModelConfig(N=64, n_filters_scale=1), model_path=model,
-                             backend=backend)
-    _, _, results = reassemble_with_backend(raw, config)
-    image = np.asarray(results['reconstruction'])
-    ox, oy = (int(round(v)) for v in results['origin_xy'])
+    chosen = get_backend(backend)
+    loaded = chosen.load(model)
+    result = reconstruct(chosen, loaded, raw, inference_config_for(loaded))
+    image = np.asarray(result.obj)
+    ox, oy = (int(round(v)) for v in result.origin_xy)
     frame = np.zeros(raw.objectGuess.shape, np.complex64)
     height, width = frame.shape
     rows = slice(max(oy, 0), min(oy + image.shape[0], height))
