@@ -8,6 +8,7 @@ The model is loaded once; :mod:`ptycho.watch` decides when a scan is complete an
 from __future__ import annotations
 
 import argparse
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                             notify=say)
     say(f'Loaded the {config.backend} model {args.bundle} in {time.perf_counter() - tic:.1f} s '
         f'(Ctrl-C stops watching)')
+    # Ctrl-C stops watching even when the parent started us with SIGINT ignored (pytest-xdist
+    # workers, some job runners): Python installs no KeyboardInterrupt handler then.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         watcher.run()
     except KeyboardInterrupt:
