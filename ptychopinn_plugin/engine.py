@@ -115,9 +115,11 @@ class Engine:
                       source=scan.source, diffraction_units='amplitude',
                       diffraction_key='diffraction')
         timings['prepare_s'] = time.perf_counter() - tic  # validation
-        stream = ScanStream(backend, model, config, raw.probeGuess, M=default_crop(trained.N),
-                            canvas_shape=scan.object_shape, origin_xy=(0.0, 0.0))
         positions = np.stack([raw.xcoords, raw.ycoords], axis=1)
+        # The whole scan's positions are the plan: the groups of a whole-scan reconstruction.
+        stream = ScanStream(backend, model, config, raw.probeGuess, plan=positions,
+                            M=default_crop(trained.N), canvas_shape=scan.object_shape,
+                            origin_xy=(0.0, 0.0))
         chunk = max(int(payload.get('chunk') or config.batch_size), 1)
         interval = float(payload.get('progress_interval_s', 0.5))
         last_emit = time.perf_counter()

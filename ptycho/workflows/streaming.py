@@ -351,7 +351,7 @@ class ScanStream:
                              'scan at random; without a plan (positions known in advance) a '
                              'stream forms them in scan order: pass plan= or set '
                              'sequential_sampling=True')
-        self.diffraction = np.empty((0, self.N, self.N), np.float32)
+        self._buffer = np.empty((0, self.N, self.N), np.float32)  # capacity doubles
         self.norm_factor: float | None = None
         self.groups_done = 0
         self.closed = False
@@ -360,6 +360,7 @@ class ScanStream:
         self._waiting: dict[int, NDArray[np.int64]] = {}
         self._crops: dict[int, NDArray[np.complex64]] = {}
         self._centres: dict[int, NDArray[np.float64]] = {}
+        self._bounds: NDArray[np.float64] | None = None  # min and max of the centres so far
         self._last_groups: GroupObjects | None = None
 
     # -- input -------------------------------------------------------------------------
@@ -386,7 +387,7 @@ class ScanStream:
             if len(planned) < len(P) or not np.allclose(planned, P, rtol=0, atol=1e-6):
                 raise ValueError(f'stream: patterns {first}..{first + len(P) - 1} are not at the '
                                  f'planned positions (the plan has {len(self.plan)})')
-        self.diffraction = np.concatenate([self.diffraction, D])
+        self._store(D)
         self.index.extend(P)
         return self._advance(tic, closing=False)
 
@@ -409,16 +410,32 @@ class ScanStream:
                 self._rebuild()
         return self.image()
 
+    def _store(self, D: NDArray[np.float32]) -> None:
+        """Append patterns; the buffer grows by doubling, so a chunk's cost does not grow
+        with the patterns already held."""
+        n = len(self.index)
+        if n + len(D) > len(self._buffer):
+            grown = np.empty((max(2 * len(self._buffer), n + len(D), 64), self.N, self.N),
+                             np.float32)
+            grown[:n] = self._buffer[:n]
+            self._buffer = grown
+        self._buffer[n:n + len(D)] = D
+
     # -- output ------------------------------------------------------------------------
     @property
     def patterns(self) -> int:
         return len(self.index)
 
+    @property
+    def diffraction(self) -> NDArray[np.float32]:
+        """The patterns taken so far, (n, N, N) amplitudes (a view)."""
+        return self._buffer[:len(self.index)]
+
     def image(self) -> Reconstruction:
         """The image so far: on the fixed canvas, or the bounding box of the groups so far."""
         shape, origin = self.canvas_shape, self.origin_xy
-        if (shape is None or origin is None) and self._centres:
-            shape, origin = canvas_geometry(np.stack(list(self._centres.values())), self.M)
+        if (shape is None or origin is None) and self._bounds is not None:
+            shape, origin = canvas_geometry(self._bounds, self.M)
         obj, coverage, origin_out = self.canvas.image(shape, origin)
         groups = self._last_groups or GroupObjects(
             np.empty((0, self.N, self.N), np.complex64), np.empty((0, 2)))
@@ -438,7 +455,7 @@ class ScanStream:
             if self._plan_groups is not None:
                 members = self._plan_groups[seeds].copy()
                 self._formed[seeds] = True
-                for row, g in enumerate(seeds):  # the scan ended before these members came
+                for row in range(len(seeds)):  # the scan ended before these members came
                     if members[row].max() >= n:
                         members[row] = self._arrived_members(int(members[row, 0]), n - 1)
             else:
@@ -471,7 +488,7 @@ class ScanStream:
                 members = self._waiting[i] = self._arrived_members(i, n - 1)
             elif members.max() >= n:
                 continue
-            elif self.plan is None and self.C > 1 and len(members) < self.C:
+            elif len(members) < self.C:  # [i, j_i]: its partners are in now
                 members = self._waiting[i] = self._arrived_members(i, int(members.max()))
             ready.append(i)
         return ready
@@ -516,6 +533,12 @@ class ScanStream:
             self._centres[int(seed)] = np.asarray(centre, np.float64)
             self.canvas.add(crop.astype(np.complex128), float(centre[0]), float(centre[1]),
                             align=self.align_phase)
+        centres = np.asarray(groups.positions_xy, np.float64).reshape(-1, 2)
+        if len(centres):
+            low, high = centres.min(axis=0), centres.max(axis=0)
+            if self._bounds is not None:
+                low, high = np.minimum(low, self._bounds[0]), np.maximum(high, self._bounds[1])
+            self._bounds = np.stack([low, high])
         self._last_groups = groups
         self.seconds['stitch_s'] += time.perf_counter() - tic
 
