@@ -15,7 +15,7 @@ import pytest
 tf = pytest.importorskip('tensorflow')
 
 sys.path.insert(0, str(Path(__file__).parent / 'conformance'))
-from conformance_backends import gaussian_probe, rel_err  # noqa: E402
+from conformance_backends import backprojection_case, rel_err  # noqa: E402
 from ptycho import physics  # noqa: E402
 from ptycho.tf import physics as tf_helper  # noqa: E402
 
@@ -72,12 +72,8 @@ def test_keras_backprojection_layer_matches_reference(rng: np.random.Generator, 
     from ptycho.tf.model import BackProjection
 
     N, C, B = 64, gridsize ** 2, 3
-    probe = gaussian_probe(rng, N)
-    objects = np.exp(1j * rng.uniform(-1, 1, size=(B, C, N, N)))
-    X = np.abs(np.fft.fftshift(np.fft.fft2(probe * objects, norm='ortho'), axes=(-2, -1)))
-    offsets = rng.uniform(-7, 7, size=(B, C, 2)) if C > 1 else None
-    expected = np.stack([physics.backprojection(X[b], probe, None if offsets is None
-                                                else offsets[b], iterations) for b in range(B)])
+    case = backprojection_case(rng, gridsize, iterations, N=N, B=B)
+    probe, X, offsets, expected = case.probe, case.X, case.offsets, case.expected
     container_offsets = (np.zeros((B, 1, 2, C)) if offsets is None
                          else np.transpose(offsets, (0, 2, 1))[:, None])
     probe_t = tf.constant(probe.astype(np.complex64))

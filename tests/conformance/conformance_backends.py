@@ -131,3 +131,28 @@ def gaussian_probe(rng: np.random.Generator, N: int, sigma: float = 10.0) -> np.
     yy, xx = np.mgrid[:N, :N] - N / 2
     envelope = np.exp(-(yy ** 2 + xx ** 2) / (2 * sigma ** 2))
     return (1.0 + 0.3 * random_complex(rng, N, N)) * envelope
+
+
+@dataclass(frozen=True)
+class BackprojectionCase:
+    """Noise-free amplitudes of random phase objects under a Gaussian probe, and the float64
+    reference back-projection of them (what every back-projection is held to)."""
+
+    probe: np.ndarray
+    X: np.ndarray
+    offsets: np.ndarray | None
+    expected: np.ndarray
+
+
+def backprojection_case(rng: np.random.Generator, gridsize: int, iterations: int,
+                        N: int = 64, B: int = 3) -> BackprojectionCase:
+    from ptycho import physics
+
+    C = gridsize ** 2
+    probe = gaussian_probe(rng, N)
+    objects = np.exp(1j * rng.uniform(-1, 1, size=(B, C, N, N)))
+    X = np.abs(np.fft.fftshift(np.fft.fft2(probe * objects, norm='ortho'), axes=(-2, -1)))
+    offsets = rng.uniform(-7, 7, size=(B, C, 2)) if C > 1 else None
+    expected = np.stack([physics.backprojection(X[b], probe, None if offsets is None
+                                                else offsets[b], iterations) for b in range(B)])
+    return BackprojectionCase(probe, X, offsets, expected)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance_backends import gaussian_probe, random_complex, rel_err
+from conformance_backends import backprojection_case, gaussian_probe, random_complex, rel_err
 from ptycho import physics
 
 RTOL = 1e-5
@@ -84,18 +84,13 @@ def test_far_field_is_orthonormal(physics_backend, rng) -> None:
 @pytest.mark.parametrize('iterations', [1, 4])
 def test_backprojection_matches_reference(physics_backend, rng, gridsize: int,
                                           iterations: int) -> None:
-    N, C, B = 64, gridsize ** 2, 3
-    probe = gaussian_probe(rng, N)
-    objects = np.exp(1j * rng.uniform(-1, 1, size=(B, C, N, N)))
-    X = np.abs(np.fft.fftshift(np.fft.fft2(probe * objects, norm='ortho'), axes=(-2, -1)))
-    offsets = rng.uniform(-7, 7, size=(B, C, 2)) if C > 1 else None
-    expected = np.stack([physics.backprojection(X[b], probe, None if offsets is None
-                                                else offsets[b], iterations) for b in range(B)])
-    found = physics_backend.backprojection(X.astype(np.float32), probe.astype(np.complex64),
-                                           None if offsets is None else
-                                           offsets.astype(np.float32), iterations)
+    case = backprojection_case(rng, gridsize, iterations)
+    found = physics_backend.backprojection(case.X.astype(np.float32),
+                                           case.probe.astype(np.complex64),
+                                           None if case.offsets is None else
+                                           case.offsets.astype(np.float32), iterations)
     assert found.dtype == np.complex64
-    assert rel_err(found, expected) <= RTOL
+    assert rel_err(found, case.expected) <= RTOL
 
 
 def test_backprojection_in_float64(physics_backend, rng) -> None:
