@@ -483,6 +483,14 @@ class InferenceConfig(_RunConfig):
         metadata={'setting': Setting('Device', 'Device'),
                   'help': "where reconstruction runs: 'auto' (a GPU when there is one), 'cpu', "
                           "'cuda' or 'cuda:N' (the GPU with index N)"})
+    refine_epochs: int = field(default=0,
+        metadata={'setting': Setting('RefineEpochs', 'Refinement Epochs'),
+                  'help': 'epochs of physics refinement after the network: the stitched object '
+                          '(and probe) optimised on the scan\'s own diffraction data; 0 = off'})
+    refine_probe: bool = field(default=True,
+        metadata={'setting': Setting('RefineProbe', 'Refine Probe'),
+                  'help': 'optimise the probe with the object during refinement (the given '
+                          'probe is an estimate); the refined probe is written with the object'})
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -504,6 +512,8 @@ class InferenceConfig(_RunConfig):
         _check_bool(name, 'sequential_sampling', self.sequential_sampling)
         if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
             _fail(name, 'device', "'auto', 'cpu', 'cuda' or 'cuda:N'", self.device)
+        _check_int(name, 'refine_epochs', self.refine_epochs, 0)
+        _check_bool(name, 'refine_probe', self.refine_probe)
 
     @property
     def seed(self) -> int:
