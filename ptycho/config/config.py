@@ -57,6 +57,9 @@ PRECISIONS: tuple[str, ...] = ('32-true', 'bf16-mixed')
 _DEVICE = re.compile(r'auto|cpu|cuda(:\d+)?')
 DEFAULT_SEED = 42
 """The seed of a run whose ``subsample_seed`` is None."""
+DEFAULT_NPHOTONS = 1e9
+"""Photons per pattern assumed when ``TrainingConfig.nphotons`` is None and the data are not
+counts (so the count cannot be read off them); see :mod:`ptycho.photons`."""
 PROBE_SCALE = 4.0
 """The one ``ModelConfig.probe_scale`` accepted (Ptychodus' default; the probe is normalised
 by its energy instead)."""
@@ -314,9 +317,13 @@ class TrainingConfig(_RunConfig):
                                      model_type='supervised'),
                   'help': 'supervised mode only: weight of the real-space MSE term '
                           'mean|O - Y|^2 added to the amplitude/phase loss (0..1)'})
-    nphotons: float = field(default=1e9,
-        metadata={'setting': Setting('NumPhotons', 'Photons per Pattern'),
-                  'help': 'photons per pattern the normalised data stand for; sets the Poisson scale'})
+    nphotons: float | None = field(default=None,
+        metadata={'setting': Setting('NumPhotons', 'Photons per Pattern (0 = from data)', unset=0),
+                  'help': 'photons per pattern the normalised data stand for; sets the Poisson '
+                          'scale. none = from the data: the mean summed counts per pattern when '
+                          'the patterns are counts (amplitudes whose squares are whole numbers), '
+                          f'else {DEFAULT_NPHOTONS:g}; a value more than 3x off the data\'s count '
+                          'is warned about (ptycho.photons)'})
     n_groups: int | None = field(default=None,
         metadata={'setting': Setting('NumGroups', 'Groups (0 = all)', unset=0),
                   'help': 'number of groups (samples) to use; none = one per scan position'})
@@ -399,7 +406,8 @@ class TrainingConfig(_RunConfig):
                           getattr(self, weight))
         if self.model.model_type == 'pinn' and self.nll_weight == 0 and self.mae_weight == 0:
             _fail(name, 'nll_weight/mae_weight', 'at least one positive loss weight', 0.0)
-        _check_real(name, 'nphotons', self.nphotons, 0.0, open_low=True)
+        if self.nphotons is not None:
+            _check_real(name, 'nphotons', self.nphotons, 0.0, open_low=True)
         if self.n_groups is not None:
             _check_int(name, 'n_groups', self.n_groups, 1)
         _check_int(name, 'neighbor_count', self.neighbor_count, 1)
@@ -688,4 +696,6 @@ def update_legacy_dict(cfg: MutableMapping[str, Any], config: ModelConfig | AnyC
         cfg['K'] = config.neighbor_count
     if isinstance(config, TrainingConfig) and config.model.N:
         # Photon scale before training; the trained value replaces it when a bundle loads.
-        cfg['intensity_scale'] = math.sqrt(config.nphotons) / (config.model.N / 2)
+        # nphotons None (from the data) is resolved by the backends before they train.
+        nphotons = DEFAULT_NPHOTONS if config.nphotons is None else config.nphotons
+        cfg['intensity_scale'] = math.sqrt(nphotons) / (config.model.N / 2)
