@@ -58,6 +58,7 @@ class TorchBackend:
                                    max_time=max_time,
                                    extra_callbacks=[hook] if hook is not None else None)
         results = run_training(session, save_bundle=False)
+        config = session.config  # as trained (nphotons decided from the data)
         if hook is not None and hook.cancelled:
             raise TrainingCancelled(f'training cancelled; no model was saved (the last epoch '
                                     f'checkpoint is {results["checkpoint"]})')

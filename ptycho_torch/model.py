@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ptycho.config.config import with_legacy_model_defaults
+from ptycho.photons import nphotons_or_default
 from ptycho.network_layout import decoder_steps, input_channels, level_widths, skip_plan
 from ptycho_torch import config_params, physics
 from ptycho_torch.torch_config import (MODES, TORCH_ACTIVATIONS, ModelConfig, TrainingConfig,
@@ -471,8 +472,8 @@ class PtychoPINN_Lightning(pl.LightningModule):
                                    **(api_configs or {})},
                                   ignore=['probe'])
         tc = self.training_config
-        self.model = PtychoPINN(self.model_config, tc.nphotons, probe, tc.probe_trainable,
-                                tc.intensity_scale_trainable)
+        self.model = PtychoPINN(self.model_config, nphotons_or_default(tc.nphotons), probe,
+                                tc.probe_trainable, tc.intensity_scale_trainable)
         self.monitor = 'train_loss'
 
     # -- inference -------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from ptycho.cli.results import loss_history, outputs_reconstruction, truth_of
 from ptycho.cli.run_config import explicit, resolve
 from ptycho.cli_config import add_config_flags
 from ptycho.config.config import PATCH_SIZES, TrainingConfig, save_yaml
+from ptycho.photons import resolve_nphotons
 from ptycho.workflows.training_files import checkpoint_path
 
 logger = logging.getLogger('ptycho.cli')
@@ -137,6 +138,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise ValueError(f'{test.path}: patterns are {test.raw.N}x{test.raw.N} but the training '
                          f'data are {config.model.N}x{config.model.N}')
     config.validate()
+    config = resolve_nphotons(config, train.raw)  # None: the data's count; saved as decided
     config_path = save_yaml(config, output_dir / 'config.yaml')
     say(f'Training on {len(train.raw)} patterns ({config.backend} backend, '
         f'{config.nepochs} epochs); config saved to {config_path}')

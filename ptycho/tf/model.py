@@ -32,12 +32,13 @@ import tensorflow as tf
 from ptycho import network_layout as layout
 from ptycho import physics, progress
 from ptycho.tf import physics as tf_physics
-from ptycho.config.config import InferenceConfig, ModelConfig, TrainingConfig
+from ptycho.config.config import (DEFAULT_NPHOTONS, InferenceConfig, ModelConfig,  # noqa: F401
+                                  TrainingConfig)
+from ptycho.photons import nphotons_or_default
 
 logger = logging.getLogger(__name__)
 
 NLL_EPS = 1e-6
-DEFAULT_NPHOTONS = 1e9
 
 
 # --------------------------------------------------------------------------- physics layers
@@ -427,7 +428,7 @@ def create_model(config: TrainingConfig | InferenceConfig | ModelConfig, probe: 
     N = model_cfg.require_size()
     C = model_cfg.n_channels
     if nphotons is None:
-        nphotons = getattr(config, 'nphotons', DEFAULT_NPHOTONS)
+        nphotons = nphotons_or_default(getattr(config, 'nphotons', None))
     if intensity_scale_trainable is None:
         intensity_scale_trainable = getattr(config, 'intensity_scale_trainable', True)
     if probe_trainable is None:

@@ -29,6 +29,7 @@ from ptycho.config.config import (InferenceConfig, TrainingConfig, mirror_legacy
                                   to_dict)
 from ptycho.loader import PtychoDataContainer, container_from_raw
 from ptycho.phase_alignment import align_group_phases
+from ptycho.photons import resolve_nphotons
 from ptycho.workflows.training_files import uses_output_dir
 
 logger = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def train_cdi_model(train_data: Any, test_data: Any | None, config: TrainingConf
     from ptycho.tf.model import create_model
     from ptycho.tf.training import NonFiniteLossError, seed_everything, train
 
-    config = with_data_size(config, train_data)
+    config = resolve_nphotons(with_data_size(config, train_data), train_data)
     mirror_legacy_params(config)
     train_container = container_from_raw(train_data, config)
     test_container = None

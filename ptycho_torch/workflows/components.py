@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ptycho.config.config import InferenceConfig, TrainingConfig, mirror_legacy_params
+from ptycho.photons import resolve_nphotons
 from ptycho_torch import config_bridge
 from ptycho_torch.data import PtychoDataContainerTorch, as_torch_container
 from ptycho_torch.inference import reconstruct_and_stitch
@@ -98,6 +99,7 @@ def run_cdi_example_torch(train_data: Any, test_data: Any, config: TrainingConfi
     Returns ``(amplitude, phase, results)``; amplitude and phase are None unless
     ``do_stitching`` and ``test_data`` are given.
     """
+    config = resolve_nphotons(config, train_data)  # None: from the data, before grouping
     mirror_legacy_params(config)
     train_container = as_torch_container(train_data, config)
     test_container = as_torch_container(test_data, config) if test_data is not None else None

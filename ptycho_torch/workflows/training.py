@@ -33,6 +33,7 @@ from torch import Tensor
 from ptycho import progress
 from ptycho.atomic import remove_stale_temporaries, write_bytes
 from ptycho.config.config import TrainingConfig, to_dict
+from ptycho.photons import resolve_nphotons
 from ptycho.workflows import training_files
 from ptycho.workflows.training_files import (LOG_DIR, MLFLOW_EXPERIMENT, mlflow_tracking_uri,
                                              require_logger_package)
@@ -282,6 +283,7 @@ def prepare_training(train_data: Any, test_data: Any | None, config: TrainingCon
     preparation (the back-projection cache) is inside the budget.
     """
     started = time.monotonic()
+    config = resolve_nphotons(config, train_data)  # None: from the data (before grouping)
     train_data = as_torch_container(train_data, config)
     test_data = as_torch_container(test_data, config) if test_data is not None else None
     output_dir = Path(config.output_dir)
