@@ -10,11 +10,21 @@ dataset obeys exactly the conventions every backend is checked against:
   ``nphotons`` expected counts per pattern (the far field is orthonormal);
 * the files hold amplitudes ``sqrt(Poisson(|fftshift(fft2(P * O_patch))|**2 / N**2))``.
 
+Two families: the idealised one (:func:`simulate_dataset`, :func:`standard_dataset`: an
+ideal probe known exactly, positions exact) and the beamline-realistic one
+(:class:`RealisticScanSpec`, :func:`realistic_scan`, :func:`realistic_dataset`): the
+experimental probe shipped in ``ptycho/resources``, a perturbed guess of it given to the
+reconstruction, position errors, bad detector pixels, ~500 positions, 1e4-1e6 photons.
+
 Only numpy, scipy and (lazily, for the preview) matplotlib are imported.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.resources
+import io
+import json
 import logging
 import math
 import os
@@ -397,6 +407,468 @@ def standard_dataset(split: str = 'train', n_positions: int | None = None) -> 'R
                             else n_positions,
                             nphotons=STANDARD.nphotons, probe_kind=STANDARD.probe_kind,
                             scan=STANDARD.scan, object_size=STANDARD.object_size, seed=seed)
+
+
+# --------------------------------------------------------------------------- beamline-realistic
+
+#: The experimental probe shipped as package data (``ptycho/resources``, see its README).
+EXPERIMENTAL_PROBE_FILE = 'experimental_probe_128.npz'
+REALISTIC_PATCH_SIZES = (64, 128)
+REALISTIC_OBJECT_KINDS = ('siemens', 'lines', 'texture')
+REALISTIC_SCANS = ('raster', 'fermat')
+SPLITS = ('train', 'test')
+#: Mean scan step of the realistic scans as a fraction of N (the experiment behind the
+#: probe: ~14.5 px at N = 128).
+REALISTIC_STEP_FRACTION = 1.0 / 9.0
+#: A hot pixel adds Poisson(max(HOT_PIXEL_MIN_COUNTS, HOT_PIXEL_FRACTION * nphotons))
+#: counts to every pattern (dark current / a stuck channel); a dead pixel reads 0.
+HOT_PIXEL_FRACTION = 1e-3
+HOT_PIXEL_MIN_COUNTS = 50.0
+#: Bad pixels are drawn outside this radius (in units of N) around the detector centre,
+#: where the zero order sits (a beamstop-free detector keeps its centre working).
+BAD_PIXEL_MIN_RADIUS = 1.0 / 8.0
+_DETECTOR_STREAM = 2  # seed-sequence key of the detector (shared by the train/test scans)
+
+
+@dataclass(frozen=True)
+class PhaseStrength:
+    """How strongly the sample phase-shifts and absorbs: phase ``span * (t - 1/2)`` and
+    amplitude ``high - (high - low) * t_abs`` for maps ``t, t_abs`` in [0, 1]."""
+
+    phase_span: float
+    amplitude_low: float
+    amplitude_high: float
+
+
+#: ``weak``: a thin sample (phase span 1 rad, amplitude 0.85..1.15 around a unit mean, as
+#: the issue's real star); ``strong``: phase span 3 rad (still below 2 pi: no wraps in the
+#: truth) with amplitude 0.5..1.0 (a thick, absorbing sample).
+PHASE_STRENGTHS: dict[str, PhaseStrength] = {
+    'weak': PhaseStrength(1.0, 0.85, 1.15),
+    'strong': PhaseStrength(3.0, 0.5, 1.0),
+}
+
+
+def _finite(name: str, value: Any) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f'simulation: {name} must be finite, found {value!r}')
+    return number
+
+
+def _check_int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f'simulation: {name} must be an integer >= {low}, found {value!r}')
+    return int(value)
+
+
+@dataclass(frozen=True)
+class ProbePerturbation:
+    """How the probe given to a reconstruction differs from the one that made the data.
+
+    Applied in this order to the true probe, then rescaled to its power:
+    ``scale``: magnification about the patch centre (a mis-estimated probe size or pixel
+    size); ``defocus``: Fresnel propagation by ``alpha = lambda z / dx**2`` in px**2 of the
+    scan's own grid (:func:`fresnel_propagate`; a sample plane away from the probe's);
+    ``shift_xy``: translation in px (Fourier shift, content moves by +shift).
+    """
+
+    defocus: float = 0.0
+    shift_xy: tuple[float, float] = (0.0, 0.0)
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        _finite('probe defocus', self.defocus)
+        shift = tuple(_finite('probe shift_xy', v) for v in np.asarray(self.shift_xy).ravel())
+        if len(shift) != 2:
+            raise ValueError(f'simulation: probe shift_xy must be (x, y), found {self.shift_xy!r}')
+        object.__setattr__(self, 'shift_xy', shift)
+        if not _finite('probe scale', self.scale) > 0:
+            raise ValueError(f'simulation: probe scale must be > 0, found {self.scale!r}')
+
+    @classmethod
+    def typical(cls, N: int) -> 'ProbePerturbation':
+        """The benchmark's perturbation, the same physical one at every N: at N = 128 a
+        defocus of alpha = 4 px**2, a (0.5, -0.3) px shift and 2 % magnification, each alone
+        a relative error of 0.16, 0.37 and 0.24 against the shipped probe, together ~0.5
+        (:func:`probe_relative_error`); at N = 64 the pixels are twice as large."""
+        ratio = N / 128.0
+        return cls(defocus=4.0 * ratio ** 2, shift_xy=(0.5 * ratio, -0.3 * ratio), scale=1.02)
+
+
+@dataclass(frozen=True)
+class RealisticScanSpec:
+    """One beamline-realistic scan (see :func:`realistic_scan`). Lengths are in pixels of
+    the scan's own grid (object pixel = probe pixel, N of them across a pattern)."""
+
+    N: int = 64
+    object_kind: str = 'siemens'
+    phase: str = 'weak'
+    n_positions: int = 500
+    step: float | None = None          # mean step, px; None: N / 9
+    scan: str = 'raster'
+    jitter: float = 0.15               # uniform +/- this fraction of the step, both scans
+    nphotons: float = 1e6              # sum |P|**2: far-field photons per pattern, unit object
+    probe_error: ProbePerturbation | None = None  # None: ProbePerturbation.typical(N)
+    position_error_std: float = 1.0    # px, per coordinate: given = true + N(0, std**2)
+    n_bad_pixels: int = 6              # half dead (0), half hot, fixed detector pixels
+    split: str = 'train'               # train and test: other object instance and scan
+    seed: int = 13
+
+    def __post_init__(self) -> None:
+        if self.N not in REALISTIC_PATCH_SIZES:
+            raise ValueError(f'simulation: N must be one of {list(REALISTIC_PATCH_SIZES)} '
+                             f'for a realistic scan, found {self.N!r}')
+        _check_choice('object_kind', self.object_kind, REALISTIC_OBJECT_KINDS)
+        _check_choice('phase', self.phase, tuple(PHASE_STRENGTHS))
+        _check_choice('scan', self.scan, REALISTIC_SCANS)
+        _check_choice('split', self.split, SPLITS)
+        _check_int('n_positions', self.n_positions, 1)
+        _check_int('n_bad_pixels', self.n_bad_pixels, 0)
+        _check_int('seed', self.seed, 0)
+        step = REALISTIC_STEP_FRACTION * self.N if self.step is None else self.step
+        if not _finite('step', step) > 0:
+            raise ValueError(f'simulation: step must be > 0 px, found {self.step!r}')
+        object.__setattr__(self, 'step', float(step))
+        if not 0.0 <= _finite('jitter', self.jitter) <= 0.5:
+            raise ValueError(f'simulation: jitter must be in [0, 0.5] (a fraction of the '
+                             f'step), found {self.jitter!r}')
+        if not _finite('nphotons', self.nphotons) > 0:
+            raise ValueError(f'simulation: nphotons must be > 0, found {self.nphotons!r}')
+        if not _finite('position_error_std', self.position_error_std) >= 0:
+            raise ValueError(f'simulation: position_error_std must be >= 0 px, found '
+                             f'{self.position_error_std!r}')
+        if self.probe_error is None:
+            object.__setattr__(self, 'probe_error', ProbePerturbation.typical(self.N))
+        elif not isinstance(self.probe_error, ProbePerturbation):
+            raise ValueError(f'simulation: probe_error must be a ProbePerturbation, found '
+                             f'{type(self.probe_error).__name__}')
+
+    def to_json(self) -> str:
+        """The spec as JSON (written into the scan's NPZ, so a file says how it was made)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+def load_experimental_probe(N: int = 128) -> NDArray:
+    """The shipped experimental probe (complex128), resampled to ``N`` (64 or 128).
+
+    Read from the package (``ptycho/resources``, works from a wheel or a zip too). Its power is
+    kept as measured (``sum |P|**2`` ~52); :func:`realistic_scan` scales it to the photons.
+    """
+    if N not in REALISTIC_PATCH_SIZES:
+        raise ValueError(f'simulation: the experimental probe exists for N in '
+                         f'{list(REALISTIC_PATCH_SIZES)}, found {N!r}')
+    resource = importlib.resources.files('ptycho') / 'resources' / EXPERIMENTAL_PROBE_FILE
+    if not resource.is_file():
+        raise FileNotFoundError(f'simulation: {resource} is missing: the package data '
+                                f'ptycho/resources/{EXPERIMENTAL_PROBE_FILE} was not installed')
+    with np.load(io.BytesIO(resource.read_bytes()), allow_pickle=False) as data:
+        if 'probeGuess' not in data.files:
+            raise ValueError(f"simulation: {resource}: key 'probeGuess': expected the probe, "
+                             f'found only {data.files}')
+        probe = np.asarray(data['probeGuess'], dtype=np.complex128)
+    if probe.shape != (128, 128):
+        raise ValueError(f"simulation: {resource}: key 'probeGuess': expected (128, 128), "
+                         f'found {probe.shape}')
+    return resample_probe(probe, N)
+
+
+def resample_probe(probe: NDArray, N: int) -> NDArray:
+    """The probe as a detector of ``N`` pixels would see it: the central N x N of its far
+    field (orthonormal FFT, DC at the centre), back to the sample plane.
+
+    Why the far field and not the sample plane: the detector fixes the sample-plane pixel
+    (``dx = lambda z / (N d)``), so reading only the central N of the M detector pixels makes
+    the pixel M/N times larger over the same field of view; the probe keeps its physical
+    size and shrinks in pixels (the 128 probe's ~28 px radius becomes ~14 px at N = 64, as
+    the scan step does). Binning the detector instead would keep the pixel and halve the
+    field of view, cutting the probe. The transform is orthonormal, so the values grow by
+    M/N and the power is kept but for the far field outside the crop (0.7 % for the shipped
+    probe), which is not put back.
+    """
+    probe = np.asarray(probe, dtype=np.complex128)
+    M = probe.shape[-1]
+    if probe.shape != (M, M) or N > M or (M - N) % 2 or N % 2:
+        raise ValueError(f'simulation: resample_probe needs a square probe at least N={N} '
+                         f'across with an even difference, found {probe.shape}')
+    if N == M:
+        return probe.copy()
+    spectrum = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(probe), norm='ortho'))
+    low = (M - N) // 2
+    crop = spectrum[low:low + N, low:low + N]
+    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(crop), norm='ortho'))
+
+
+def fourier_shift(field: NDArray, shift_xy: tuple[float, float]) -> NDArray:
+    """Band-limited translation of an (N, N) field: ``out(p) = in(p - t)``, t = (tx, ty)."""
+    N = field.shape[-1]
+    f = np.fft.fftfreq(N)
+    ramp = np.exp(-2j * math.pi * (f[None, :] * shift_xy[0] + f[:, None] * shift_xy[1]))
+    spectrum = np.fft.fft2(np.fft.ifftshift(field)) * ramp
+    return np.fft.fftshift(np.fft.ifft2(spectrum))
+
+
+def perturb_probe(probe: NDArray, perturbation: ProbePerturbation) -> NDArray:
+    """The probe guess of :class:`ProbePerturbation`, with the power of ``probe``."""
+    probe = np.asarray(probe, dtype=np.complex128)
+    N = probe.shape[-1]
+    guess = probe.copy()
+    if perturbation.scale != 1.0:
+        centre = N // 2
+        coords = (np.indices((N, N), dtype=np.float64) - centre) / perturbation.scale + centre
+        guess = (ndimage.map_coordinates(guess.real, coords, order=3, mode='constant')
+                 + 1j * ndimage.map_coordinates(guess.imag, coords, order=3, mode='constant'))
+    if perturbation.defocus != 0.0:
+        guess = fresnel_propagate(guess, perturbation.defocus)
+    if perturbation.shift_xy != (0.0, 0.0):
+        guess = fourier_shift(guess, perturbation.shift_xy)
+    return guess * math.sqrt(float(np.sum(np.abs(probe) ** 2)) / float(np.sum(np.abs(guess) ** 2)))
+
+
+def probe_relative_error(guess: NDArray, truth: NDArray) -> float:
+    """``min_c ||c guess - truth|| / ||truth||`` over complex c: the error of a probe
+    estimate up to its global phase and scale (neither of which the data fix)."""
+    guess = np.asarray(guess, dtype=np.complex128)
+    truth = np.asarray(truth, dtype=np.complex128)
+    norm = float(np.vdot(guess, guess).real)
+    c = np.vdot(guess, truth) / norm if norm > 0 else 0.0
+    return float(np.linalg.norm(c * guess - truth) / np.linalg.norm(truth))
+
+
+def _texture_map(size: int, rng: np.random.Generator, split: str) -> NDArray:
+    """A natural texture (scikit-image's ``gravel``, 512 x 512): the train scan reads a
+    256-px square of its left half, the test scan one of its right half (no shared
+    pixels), resampled to ``size`` (cubic)."""
+    from skimage import data as skimage_data
+
+    image = np.asarray(skimage_data.gravel(), dtype=np.float64)
+    side = image.shape[1] // 2
+    row = int(rng.integers(0, image.shape[0] - side + 1))
+    column = 0 if split == 'train' else side
+    region = image[row:row + side, column:column + side]
+    zoomed = ndimage.zoom(region, size / side, order=3, mode='mirror')
+    if zoomed.shape != (size, size):  # zoom rounds the output shape
+        zoomed = np.pad(zoomed, [(0, max(size - n, 0)) for n in zoomed.shape],
+                        mode='reflect')[:size, :size]
+    return _normalise01(zoomed)
+
+
+def make_realistic_object(kind: str, size: int, phase: str, rng: np.random.Generator, *,
+                          split: str = 'train', N: int = 64) -> NDArray:
+    """Complex (size, size) sample with real-sample statistics (``REALISTIC_OBJECT_KINDS``).
+
+    Phase and absorption come from one thickness map ``t`` (as in a real material, both
+    scale with it), plus a weak independent smooth field in each (substrate and density
+    variations), then :data:`PHASE_STRENGTHS` sets the ranges. ``siemens``: a star
+    (:func:`make_siemens_object`'s spokes); ``lines``: :func:`make_lines_object`'s strokes;
+    ``texture``: :func:`_texture_map`. The train and test splits of one kind are different
+    instances (a different seed, and for the texture a disjoint image region).
+    """
+    _check_choice('object_kind', kind, REALISTIC_OBJECT_KINDS)
+    _check_choice('phase', phase, tuple(PHASE_STRENGTHS))
+    _check_choice('split', split, SPLITS)
+    if kind == 'siemens':
+        star = _normalise01(1.0 - np.abs(make_siemens_object(size, rng)))
+        thickness, absorption = star, star
+    elif kind == 'lines':
+        lines = make_lines_object(size, rng, N)
+        thickness = _normalise01(np.angle(lines))
+        # Two materials: strokes that mostly absorb and strokes that mostly phase-shift.
+        absorption = 0.6 * thickness + 0.4 * _normalise01(1.0 - np.abs(lines))
+    else:
+        thickness = _texture_map(size, rng, split)
+        absorption = thickness
+    sigma = max(size / 10.0, 2.0)
+    thickness = _normalise01(0.9 * thickness + 0.1 * _smooth_noise((size, size), sigma, rng))
+    absorption = _normalise01(0.85 * absorption + 0.15 * _smooth_noise((size, size), sigma, rng))
+    strength = PHASE_STRENGTHS[phase]
+    amplitude = (strength.amplitude_high
+                 - (strength.amplitude_high - strength.amplitude_low) * absorption)
+    return (amplitude * np.exp(1j * strength.phase_span * (thickness - 0.5))).astype(np.complex128)
+
+
+def realistic_positions(kind: str, n_positions: int, step: float, jitter: float,
+                        rng: np.random.Generator) -> NDArray:
+    """``(x, y)`` of a scan centred on (0, 0), mean step ``step`` px, each position moved
+    by a uniform jitter of +/- ``jitter * step`` (deliberate and known, as on a beamline).
+
+    ``raster``: rows of ``ceil(sqrt(n))`` positions at ``step``; ``fermat``: the
+    golden-angle spiral ``r = c sqrt(k + 1/2)`` with ``c = step / sqrt(pi)``, so that each
+    position has ``step**2`` of area, as in the raster.
+    """
+    _check_choice('scan', kind, REALISTIC_SCANS)
+    n = _check_int('n_positions', n_positions, 1)
+    if kind == 'raster':
+        n_cols = int(math.ceil(math.sqrt(n)))
+        index = np.arange(n)
+        positions = step * np.stack([index % n_cols, index // n_cols], axis=1).astype(np.float64)
+    else:
+        k = np.arange(n, dtype=np.float64)
+        radius = step / math.sqrt(math.pi) * np.sqrt(k + 0.5)
+        positions = np.stack([radius * np.cos(k * _GOLDEN_ANGLE),
+                              radius * np.sin(k * _GOLDEN_ANGLE)], axis=1)
+    positions = positions + rng.uniform(-jitter, jitter, positions.shape) * step
+    return positions - 0.5 * (positions.min(axis=0) + positions.max(axis=0))
+
+
+def _bad_pixel_mask(N: int, n_bad: int, rng: np.random.Generator) -> tuple[NDArray, NDArray]:
+    """(dead, hot) boolean (N, N) masks at ``n_bad`` distinct pixels away from the centre."""
+    coords = np.arange(N) - N // 2
+    radius = np.hypot(*np.meshgrid(coords, coords, indexing='ij'))
+    allowed = np.flatnonzero(radius.ravel() >= BAD_PIXEL_MIN_RADIUS * N)
+    if n_bad > allowed.size:
+        raise ValueError(f'simulation: n_bad_pixels must be <= {allowed.size} at N={N}, '
+                         f'found {n_bad}')
+    chosen = rng.choice(allowed, size=n_bad, replace=False)
+    n_dead = (n_bad + 1) // 2
+    dead = np.zeros(N * N, dtype=bool)
+    hot = np.zeros(N * N, dtype=bool)
+    dead[chosen[:n_dead]] = True
+    hot[chosen[n_dead:]] = True
+    return dead.reshape(N, N), hot.reshape(N, N)
+
+
+@dataclass(frozen=True)
+class RealisticScan:
+    """A simulated beamline scan: what made the data, and what a user is given.
+
+    ``object`` (S, S) complex128 truth; ``probe`` (N, N) the true probe and ``probe_guess``
+    its perturbed estimate (both ``sum |P|**2 == nphotons``); ``positions_true`` and
+    ``positions_given`` (M, 2) patch centres ``(x, y)``; ``diffraction`` (M, N, N) float32
+    amplitudes ``sqrt(counts)`` (bad pixels included); ``bad_pixels`` (N, N) bool.
+    """
+
+    spec: RealisticScanSpec
+    object: NDArray
+    probe: NDArray
+    probe_guess: NDArray
+    positions_true: NDArray
+    positions_given: NDArray
+    diffraction: NDArray
+    bad_pixels: NDArray
+
+    @property
+    def probe_error(self) -> float:
+        """Relative error of the probe guess (:func:`probe_relative_error`)."""
+        return probe_relative_error(self.probe_guess, self.probe)
+
+    def raw_data(self) -> 'RawData':
+        """What a user would have: the GIVEN positions, the probe GUESS, the measured
+        amplitudes and the bad-pixel mask; ``objectGuess`` is the truth, for scoring only."""
+        from ptycho.raw_data import RawData
+
+        x, y = self.positions_given[:, 0], self.positions_given[:, 1]
+        return RawData(x, y, x, y, self.diffraction, self.probe_guess.astype(np.complex64),
+                       np.zeros(len(x), dtype=np.int64),
+                       objectGuess=self.object.astype(np.complex64),
+                       source=f'realistic_scan({self.spec.object_kind}, {self.spec.phase}, '
+                              f'N={self.spec.N}, {self.spec.nphotons:g} photons, '
+                              f'{self.spec.split}, seed={self.spec.seed})',
+                       bad_pixels=self.bad_pixels, diffraction_units='amplitude')
+
+    def to_file(self, path: str | os.PathLike[str]) -> Path:
+        """The contract NPZ of :meth:`raw_data` plus the truth a benchmark scores with
+        (``probe_true``, ``xcoords_true``, ``ycoords_true``; keys the loader ignores) and
+        ``realistic_spec`` (JSON). Written atomically."""
+        arrays = dict(self.raw_data().to_dict(),
+                      probe_true=self.probe.astype(np.complex64),
+                      xcoords_true=self.positions_true[:, 0].copy(),
+                      ycoords_true=self.positions_true[:, 1].copy(),
+                      realistic_spec=np.array(self.spec.to_json()))
+        path = Path(path)
+        with atomic_path(path) as tmp, open(tmp, 'wb') as handle:
+            np.savez(handle, **arrays)
+        logger.info('wrote realistic scan %s (%d patterns)', path, len(self.positions_given))
+        return path
+
+
+def realistic_scan(spec: RealisticScanSpec) -> RealisticScan:
+    """Simulate the scan ``spec`` describes, with the experimental probe.
+
+    Object, scan, position errors and photon noise draw from independent child streams of
+    ``(seed, split)``; the bad pixels from ``(seed, detector)`` (one detector for both
+    splits); the probe perturbation is deterministic (the same guess for both splits).
+    The object fits the true positions with a margin of 3 position-error std.
+    """
+    if not isinstance(spec, RealisticScanSpec):
+        raise ValueError(f'simulation: realistic_scan takes a RealisticScanSpec, found '
+                         f'{type(spec).__name__}')
+    N = spec.N
+    assert spec.step is not None and spec.probe_error is not None  # resolved by the spec
+    object_rng, scan_rng, error_rng, noise_rng = (
+        np.random.default_rng(s)
+        for s in np.random.SeedSequence([spec.seed, SPLITS.index(spec.split)]).spawn(4))
+    detector_rng = np.random.default_rng(np.random.SeedSequence([spec.seed, _DETECTOR_STREAM]))
+
+    nominal = realistic_positions(spec.scan, spec.n_positions, spec.step, spec.jitter, scan_rng)
+    pad = int(math.ceil(3.0 * spec.position_error_std)) + 1
+    extent = float(np.max(nominal.max(axis=0) - nominal.min(axis=0)))
+    size = int(math.ceil(extent)) + N + 2 + 2 * pad
+    positions_true = nominal + (size - 1) / 2.0
+    positions_given = positions_true + error_rng.normal(0.0, spec.position_error_std,
+                                                        positions_true.shape)
+
+    obj = make_realistic_object(spec.object_kind, size, spec.phase, object_rng,
+                                split=spec.split, N=N)
+    probe = load_experimental_probe(N)
+    probe = probe * math.sqrt(spec.nphotons / float(np.sum(np.abs(probe) ** 2)))
+    guess = perturb_probe(probe, spec.probe_error)
+
+    amplitude = simulate_diffraction(obj, probe, positions_true, noise_rng, poisson=True)
+    dead, hot = _bad_pixel_mask(N, spec.n_bad_pixels, detector_rng)
+    counts = amplitude ** 2
+    counts[:, dead] = 0.0
+    hot_level = max(HOT_PIXEL_MIN_COUNTS, HOT_PIXEL_FRACTION * spec.nphotons)
+    counts[:, hot] += noise_rng.poisson(hot_level, (len(counts), int(hot.sum())))
+    logger.info('realistic scan: %s %s object %dx%d, %d %s positions (step %.1f px), N=%d, '
+                '%g photons, probe guess error %.2f, %s split', spec.phase, spec.object_kind,
+                size, size, spec.n_positions, spec.scan, spec.step, N, spec.nphotons,
+                probe_relative_error(guess, probe), spec.split)
+    return RealisticScan(spec=spec, object=obj, probe=probe, probe_guess=guess,
+                         positions_true=positions_true, positions_given=positions_given,
+                         diffraction=np.sqrt(counts).astype(np.float32),
+                         bad_pixels=dead | hot)
+
+
+def _photons_tag(nphotons: float) -> str:
+    return f'1e{int(round(math.log10(nphotons)))}'
+
+
+def _realistic_presets() -> dict[str, RealisticScanSpec]:
+    """Named benchmark scans, ``<object>-<phase>-<N>-<photons>``, e.g. ``siemens-weak-64-1e6``.
+
+    The star is raster-scanned (as the experiment behind the probe), lines and texture on a
+    Fermat spiral; 500 positions, step N/9, the typical probe perturbation, 1 px position
+    errors and 6 bad pixels everywhere.
+    """
+    scans = {'siemens': 'raster', 'lines': 'fermat', 'texture': 'fermat'}
+    presets = {}
+    for kind in REALISTIC_OBJECT_KINDS:
+        for phase in PHASE_STRENGTHS:
+            for N in REALISTIC_PATCH_SIZES:
+                for nphotons in (1e4, 1e5, 1e6):
+                    name = f'{kind}-{phase}-{N}-{_photons_tag(nphotons)}'
+                    presets[name] = RealisticScanSpec(N=N, object_kind=kind, phase=phase,
+                                                      scan=scans[kind], nphotons=nphotons)
+    return presets
+
+
+REALISTIC_PRESETS: dict[str, RealisticScanSpec] = _realistic_presets()
+
+
+def realistic_preset(name: str, split: str = 'train') -> RealisticScanSpec:
+    """The spec of preset ``name`` (:data:`REALISTIC_PRESETS`) for ``split``."""
+    if name not in REALISTIC_PRESETS:
+        raise ValueError(f'simulation: realistic preset must be one of '
+                         f'{sorted(REALISTIC_PRESETS)}, found {name!r}')
+    _check_choice('split', split, SPLITS)
+    return dataclasses.replace(REALISTIC_PRESETS[name], split=split)
+
+
+def realistic_dataset(name: str, split: str = 'train') -> 'RawData':
+    """A preset's scan as the ``RawData`` a user would have (probe guess, given positions;
+    ``objectGuess`` is the truth). Train and test are different scans of one sample kind."""
+    return realistic_scan(realistic_preset(name, split)).raw_data()
 
 
 # --------------------------------------------------------------------------- preview
