@@ -273,3 +273,30 @@ def test_bad_specs_are_refused_by_name(change, message):
         RealisticScanSpec(**change)
     with pytest.raises(ValueError, match='scale'):
         ProbePerturbation(scale=0.0)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_cli_preset_names_match_the_simulation_module():
+    from ptycho.cli.simulate import realistic_choices
+
+    assert realistic_choices() == tuple(simulation.REALISTIC_PRESETS)
+
+
+def test_cli_simulate_realistic_writes_the_preset_and_refuses_idealised_flags(tmp_path, capsys):
+    from ptycho.cli import main
+
+    out = tmp_path / 'scan.npz'
+    assert main(['simulate', '--realistic', 'lines-strong-64-1e4', '--split', 'test',
+                 '-o', str(out)]) == 0
+    raw = RawData.from_file(out)
+    expected = simulation.realistic_dataset('lines-strong-64-1e4', 'test')
+    np.testing.assert_array_equal(raw.diff3d, expected.diff3d)
+    np.testing.assert_array_equal(raw.probeGuess, expected.probeGuess)
+    assert out.with_suffix('.png').exists()
+    assert main(['simulate', '--realistic', 'lines-strong-64-1e4', '--N', '128',
+                 '-o', str(tmp_path / 'x.npz')]) == 2
+    assert main(['simulate', '--split', 'test', '-o', str(tmp_path / 'y.npz')]) == 2
+    assert 'drop --N' in capsys.readouterr().err
+    assert not (tmp_path / 'x.npz').exists() and not (tmp_path / 'y.npz').exists()

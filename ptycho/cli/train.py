@@ -14,10 +14,10 @@ from ptycho.cli.backend import backend_selector, require_backend
 from ptycho.cli.errors import EXIT_OK, PROG, UsageError
 from ptycho.cli.interrupt import InterruptGuard
 from ptycho.cli.output import print_report, progress_mode, say
-from ptycho.cli.parser import add_output_flags
+from ptycho.cli.parser import add_output_flags, positive_float
 from ptycho.cli.results import loss_history, outputs_reconstruction, truth_of
 from ptycho.cli.run_config import explicit, resolve
-from ptycho.cli_config import add_config_flags
+from ptycho.cli_config import add_config_flags, add_convention_flags, conventions_from_args
 from ptycho.config.config import PATCH_SIZES, TrainingConfig, save_yaml
 from ptycho.photons import resolve_nphotons
 from ptycho.workflows.training_files import checkpoint_path
@@ -36,7 +36,12 @@ def add_parser(sub: Any) -> None:
                    help='continue from the checkpoint of the last completed epoch, '
                         'OUTPUT_DIR/checkpoints/last.ckpt (pytorch) or last.npz (tensorflow); '
                         'without --config, OUTPUT_DIR/config.yaml of that run is the base')
+    p.add_argument('--max-minutes', type=positive_float, default=None,
+                   help='wall-time budget of training, data preparation included: when it '
+                        'is spent training stops and keeps the model it has (default: none, '
+                        'nepochs decides)')
     add_config_flags(p, TrainingConfig)
+    add_convention_flags(p)
     add_output_flags(p)
 
 
@@ -130,8 +135,10 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if not checkpoint.exists():
             raise FileNotFoundError(f'{checkpoint}: no checkpoint to resume from (train '
                                     f'without --resume first)')
-    train = load_data(config.train_data_file)
-    test = load_data(config.test_data_file) if config.test_data_file is not None else None
+    conventions = conventions_from_args(args)
+    train = load_data(config.train_data_file, conventions)
+    test = (load_data(config.test_data_file, conventions) if config.test_data_file is not None
+            else None)
     require_backend(config.backend)
     _match_patch_size(config, train.raw.N, train.path, explicit('N', overrides, yaml_data, True))
     if test is not None and test.raw.N != config.model.N:
@@ -147,7 +154,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     with InterruptGuard(lambda: _interrupt_message(checkpoint, argv, resumed=args.resume,
                                                    started=wall_start)):
         trained, stitched = run_training(config, train, test, resume=args.resume,
-                                         progress=progress_mode(args))
+                                         progress=progress_mode(args),
+                                         max_minutes=args.max_minutes)
     elapsed = time.perf_counter() - start
     if not trained.primary:
         return EXIT_OK  # another process of a DDP run: rank 0 writes the outputs
