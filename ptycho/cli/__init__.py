@@ -1,4 +1,4 @@
-"""``ptychopinn``: simulate, train, infer, evaluate, demo, watch.
+"""``ptychopinn``: simulate, train, infer, evaluate, demo, watch, follow.
 
 One module per command (``add_parser`` declares its flags, ``run`` does it); the parser
 pieces, the run config, backend access, output, Ctrl-C handling and error reporting are
@@ -15,7 +15,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from ptycho.cli import demo, evaluate, infer, simulate, train, watch
+from ptycho.cli import demo, evaluate, follow, infer, simulate, train, watch
 from ptycho.cli.errors import PROG, UsageError, report_error
 from ptycho.cli.output import setup_logging
 from ptycho.cli.parser import Parser
@@ -24,7 +24,7 @@ __all__ = ['PROG', 'build_parser', 'main']
 
 #: The subcommands in the order ``--help`` lists them.
 COMMANDS = {'simulate': simulate, 'train': train, 'infer': infer, 'evaluate': evaluate,
-            'demo': demo, 'watch': watch}
+            'demo': demo, 'watch': watch, 'follow': follow}
 
 
 def build_parser() -> argparse.ArgumentParser:

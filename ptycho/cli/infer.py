@@ -13,7 +13,7 @@ from ptycho.cli.output import print_report, say
 from ptycho.cli.parser import add_output_flags
 from ptycho.cli.results import load_truth, outputs_reconstruction, truth_of
 from ptycho.cli.run_config import explicit, resolve
-from ptycho.cli_config import add_config_flags
+from ptycho.cli_config import add_config_flags, add_convention_flags, conventions_from_args
 from ptycho.config.config import InferenceConfig
 
 
@@ -30,6 +30,7 @@ def add_parser(sub: Any) -> None:
                    help='NPZ with objectGuess to score against (default: the test data\'s '
                         'objectGuess for NPZ input)')
     add_config_flags(p, InferenceConfig, include_model=False)
+    add_convention_flags(p)
     add_output_flags(p)
 
 
@@ -54,6 +55,21 @@ def load_model(model_dir: Path, config: InferenceConfig) -> tuple[Any, Any, Infe
                                       sequential_sampling=config.sequential_sampling,
                                       device=config.device, debug=config.debug)
     return backend, model, run_config
+
+
+def load_kept_model(bundle: Path, config: InferenceConfig) -> tuple[Any, Any, InferenceConfig]:
+    """:func:`load_model` for the commands that keep one model for many scans (watch,
+    follow): the backend read from the bundle and checked first; says how long it took."""
+    from ptycho.bundle import peek_backend
+
+    if not bundle.exists():
+        raise FileNotFoundError(f'{bundle}: model not found')
+    config.backend = peek_backend(bundle)
+    require_backend(config.backend)
+    tic = time.perf_counter()
+    loaded = load_model(bundle, config)
+    say(f'Loaded the {config.backend} model {bundle} in {time.perf_counter() - tic:.1f} s')
+    return loaded
 
 
 def run_inference(model_dir: Path, test: Any, config: InferenceConfig, *, flip_x: bool,
@@ -104,7 +120,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                          f'{bundle_backend} backend but --backend {config.backend} was asked '
                          f'for; drop --backend or use --backend {bundle_backend}')
     config.backend = bundle_backend
-    test = load_data(config.test_data_file)
+    test = load_data(config.test_data_file, conventions_from_args(args))
     require_backend(bundle_backend)
     bundle_N = bundle_model_config(model_dir).N
     if test.raw.N != bundle_N:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from ptycho.cli.errors import UsageError
@@ -17,6 +18,13 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f'{message} (see {self.prog} --help)')
+
+
+def add_model_flag(parser: argparse.ArgumentParser) -> None:
+    """``--model M`` of the commands that load one model and keep it (watch, follow)."""
+    parser.add_argument('--model', dest='bundle', type=Path, required=True, metavar='M',
+                        help='trained model: a bundle directory or its wts.h5.zip (the '
+                             'backend is read from it)')
 
 
 def add_output_flags(parser: argparse.ArgumentParser) -> None:

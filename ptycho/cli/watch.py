@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import argparse
 import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ptycho.cli.backend import require_backend
 from ptycho.cli.errors import EXIT_INTERRUPTED, EXIT_OK
-from ptycho.cli.infer import load_model
+from ptycho.cli.infer import load_kept_model
 from ptycho.cli.output import say
-from ptycho.cli.parser import add_output_flags, positive_float
+from ptycho.cli.parser import add_model_flag, add_output_flags, positive_float
 from ptycho.cli.results import outputs_reconstruction, truth_of
 from ptycho.cli.run_config import resolve
 from ptycho.cli_config import add_config_flags
@@ -40,9 +38,7 @@ def add_parser(sub: Any) -> None:
                     'cannot be read is reported on stderr and skipped; it is tried again if it '
                     'changes. Ctrl-C stops.')
     p.add_argument('directory', type=Path, metavar='DIR', help='the folder to watch')
-    p.add_argument('--model', dest='bundle', type=Path, required=True, metavar='M',
-                   help='trained model: a bundle directory or its wts.h5.zip (the backend is '
-                        'read from it)')
+    add_model_flag(p)
     p.add_argument('--output-dir', dest='watch_output', type=Path, metavar='OUT',
                    help=f'where the per-scan output folders go (default: '
                         f'DIR/{DEFAULT_OUTPUT_NAME}, which is not watched)')
@@ -86,23 +82,16 @@ class ScanReconstructor:
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from ptycho.bundle import peek_backend
     from ptycho.watch import FolderWatcher, WatchOptions, watched_folder
 
     config, _, _ = resolve(InferenceConfig, args)
     root = watched_folder(args.directory)  # before the model load: mistakes fail at once
-    if not args.bundle.exists():
-        raise FileNotFoundError(f'{args.bundle}: model not found')
     options = WatchOptions(settle_s=args.settle, process_existing=not args.ignore_existing,
                            polling=args.poll)
-    config.backend = peek_backend(args.bundle)
-    require_backend(config.backend)
-    tic = time.perf_counter()
-    handler = ScanReconstructor(*load_model(args.bundle, config))
+    handler = ScanReconstructor(*load_kept_model(args.bundle, config))
     watcher = FolderWatcher(root, handler, output_root=args.watch_output, options=options,
                             notify=say)
-    say(f'Loaded the {config.backend} model {args.bundle} in {time.perf_counter() - tic:.1f} s '
-        f'(Ctrl-C stops watching)')
+    say('Ctrl-C stops watching')
     # Ctrl-C stops watching even when the parent started us with SIGINT ignored (pytest-xdist
     # workers, some job runners): Python installs no KeyboardInterrupt handler then.
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -106,3 +106,84 @@ def test_watch_reconstructs_landing_scans_and_stops_on_ctrl_c(
             assert np.iscomplexobj(result['object']) and np.isfinite(result['object']).all()
     assert sorted(p.name for p in out.iterdir()) == ['a', 'b']  # nothing for the corrupt one
     assert_no_temporaries(out)
+
+
+def test_follow_reconstructs_a_growing_file_as_the_stream_does(
+        tiny_model: Path, small_sim_test: Path, tmp_path: Path) -> None:
+    """``ptychopinn follow``: a SWMR writer appends integer counts in pieces and then marks
+    the scan complete; the final image is the no-plan stream's image of the whole scan."""
+    import threading
+
+    import h5py
+
+    from ptycho.raw_data import RawData
+    from ptycho.workflows.backend_selector import get_backend
+    from ptycho.workflows.contract import inference_config_for
+    from ptycho.workflows.streaming import ScanStream
+
+    raw = RawData.from_file(small_sim_test)
+    counts = np.round(np.asarray(raw.diff3d, np.float64) ** 2).astype(np.uint32)
+    n, N = counts.shape[0], counts.shape[1]
+    growing, out = tmp_path / 'scan.h5', tmp_path / 'live'
+    f = h5py.File(growing, 'w', libver='latest')
+    f.create_dataset('diffraction', shape=(0, N, N), maxshape=(None, N, N), dtype='u4',
+                     chunks=(8, N, N))
+    for key in ('xcoords', 'ycoords'):
+        f.create_dataset(key, shape=(0,), maxshape=(None,), dtype='f8', chunks=(64,))
+    f.create_dataset('probeGuess', data=raw.probeGuess)
+    f.create_dataset('complete', data=np.zeros(1, np.int8))
+    f.swmr_mode = True
+
+    def acquire() -> None:
+        for start in range(0, n, 16):
+            stop = min(start + 16, n)
+            f['diffraction'].resize((stop, N, N))
+            f['diffraction'][start:stop] = counts[start:stop]
+            for key, values in (('xcoords', raw.xcoords), ('ycoords', raw.ycoords)):
+                f[key].resize((stop,))
+                f[key][start:stop] = values[start:stop]
+            f.flush()
+            time.sleep(0.3)
+        f['complete'][0] = 1
+        f.flush()
+        f.close()
+
+    stdout_path, stderr_path = tmp_path / 'stdout.txt', tmp_path / 'stderr.txt'
+    writer = threading.Thread(target=acquire)
+    with open(stdout_path, 'w') as stdout_file, open(stderr_path, 'w') as stderr_file:
+        proc = subprocess.Popen(
+            [sys.executable, '-m', 'ptycho.cli', 'follow', str(growing), '--model',
+             str(tiny_model), '--output-dir', str(out), '--interval', '0.1',
+             '--preview-every', '0.2', '--batch-size', '64'], cwd=tmp_path, env=cli_env(),
+            stdout=stdout_file, stderr=stderr_file)
+        try:
+            _wait_for(lambda: 'Following' in stdout_path.read_text(), proc, 'start-up',
+                      stderr_path)
+            writer.start()  # the scan starts once the model is loaded
+            proc.wait(timeout=DEADLINE_S)
+        finally:
+            if writer.ident is None:
+                f.close()  # the scan never started
+            else:
+                writer.join()
+            if proc.poll() is None:
+                proc.kill()
+    stdout, stderr = stdout_path.read_text(), stderr_path.read_text()
+    assert proc.returncode == 0, (stdout, stderr)
+    assert f'Scan ended (complete): {n} patterns' in stdout, stdout
+    assert 'groups in the image' in stdout, stdout  # the image so far, while it ran
+    with np.load(out / 'recon.npz') as result:
+        followed = result['object']
+    for png in ('reconstructed_amplitude.png', 'reconstructed_phase.png'):
+        assert (out / png).read_bytes()[:8] == PNG
+    assert_no_temporaries(out)
+
+    backend = get_backend('pytorch')
+    model = backend.load(tiny_model)
+    stream = ScanStream(backend, model, inference_config_for(model, batch_size=64),
+                        raw.probeGuess)
+    stream.add(np.sqrt(counts.astype(np.float32)),
+               np.stack([raw.xcoords, raw.ycoords], axis=1))
+    whole = stream.close().obj
+    assert followed.shape == whole.shape
+    np.testing.assert_allclose(followed, whole, rtol=0, atol=1e-4 * np.abs(whole).max())
