@@ -17,10 +17,18 @@ of the linear phase ramp, and an amplitude scale fit
     nice -n 19 .venv/bin/python bench/compare_ptychi.py --data scan.npz --minutes 10
 
 The default scan is ``ptycho.simulation.standard_dataset('test')`` (2,000 positions,
-N = 64, 352 x 352 object, 1e9 photons); ``--data`` takes any contract NPZ with
-``objectGuess`` as the ground truth (positions on its pixel grid) and ``probeGuess`` as the
-probe both sides are given. Prints one table and writes
-``bench/results/compare_ptychi_<dataset>.json`` and a PNG beside it.
+N = 64, 352 x 352 object, 1e9 photons); ``--preset NAME`` the test scan of a
+beamline-realistic preset (``ptycho.simulation.REALISTIC_PRESETS``; quick models train on
+its train scan); ``--data`` takes any contract NPZ with ``objectGuess`` as the ground truth
+(positions on its pixel grid) and ``probeGuess`` as the probe both sides are given. Where
+the true probe is known apart from the guess (a preset, or an NPZ with ``probe_true`` as
+``ptychopinn simulate --realistic`` writes), pty-chi's "probe known" runs hold the TRUE
+probe fixed and its "probe refined" runs start from the GIVEN guess; everyone gets the
+given positions. Prints one table and writes ``bench/results/compare_ptychi_<dataset>.json``
+and a PNG beside it.
+
+    nice -n 19 .venv/bin/python bench/compare_ptychi.py --preset siemens-weak-64-1e6 \
+        --minutes 10
 """
 
 from __future__ import annotations
@@ -71,6 +79,7 @@ class Scan:
     raw: Any                         # the RawData (what the project's backends take)
     nphotons: float
     description: str
+    probe_true: np.ndarray | None = None  # (N, N) the probe that made the data, when known
 
 
 @dataclass
@@ -88,9 +97,28 @@ class MethodResult:
 # --------------------------------------------------------------------------- data
 
 
-def load_scan(data: Path | None, n_positions: int | None) -> Scan:
-    """The standard test scan, or a contract NPZ whose ``objectGuess`` is the truth."""
-    if data is None:
+def load_scan(data: Path | None, n_positions: int | None, preset: str | None = None) -> Scan:
+    """The standard test scan, a realistic preset's test scan, or a contract NPZ whose
+    ``objectGuess`` is the truth (and ``probe_true``, when present, the true probe)."""
+    probe_true = None
+    if preset is not None:
+        from ptycho.simulation import realistic_preset, realistic_scan
+
+        spec = realistic_preset(preset, 'test')
+        realistic = realistic_scan(spec)
+        raw = realistic.raw_data()
+        if n_positions is not None:
+            raw = _thin(raw, n_positions)
+        name = f'realistic_{preset}' if n_positions is None else \
+            f'realistic_{preset}_{n_positions}'
+        nphotons = spec.nphotons
+        probe_true = realistic.probe
+        description = (f'ptycho.simulation realistic preset {preset!r}, test split: '
+                       f'{spec.object_kind} ({spec.phase} phase), experimental probe given as '
+                       f'a guess with relative error {realistic.probe_error:.2f}, position '
+                       f'errors {spec.position_error_std:g} px, {spec.n_bad_pixels} bad '
+                       f'pixels, {spec.nphotons:g} photons')
+    elif data is None:
         from ptycho.simulation import STANDARD, standard_dataset
 
         raw = standard_dataset('test', n_positions=n_positions)
@@ -111,15 +139,23 @@ def load_scan(data: Path | None, n_positions: int | None) -> Scan:
         amplitude = np.asarray(raw.diff3d, dtype=np.float64)
         nphotons = float(np.mean(np.sum(amplitude ** 2, axis=(1, 2))))
         description = f'{data} (objectGuess as ground truth)'
+        with np.load(data, allow_pickle=False) as arrays:
+            if 'probe_true' in arrays.files:
+                probe_true = np.asarray(arrays['probe_true'])
+                description += '; probe_true as the known probe'
     probe = np.asarray(raw.probeGuess)
     if probe.ndim == 3:  # a mode stack: both sides get the strongest mode
         probe = probe[int(np.argmax(np.sum(np.abs(probe) ** 2, axis=(1, 2))))]
     positions = np.stack([np.asarray(raw.xcoords, np.float64),
                           np.asarray(raw.ycoords, np.float64)], axis=1)
+    if probe_true is not None and probe_true.shape != probe.shape:
+        raise SystemExit(f'compare_ptychi: the true probe is {probe_true.shape}, the guess '
+                         f'{probe.shape}')
     return Scan(name=name, diffraction=np.asarray(raw.diff3d, dtype=np.float32),
                 positions_xy=positions, probe=probe.astype(np.complex64),
                 truth=np.asarray(raw.objectGuess, dtype=np.complex64), raw=raw,
-                nphotons=nphotons, description=description)
+                nphotons=nphotons, description=description,
+                probe_true=None if probe_true is None else probe_true.astype(np.complex64))
 
 
 def _thin(raw: Any, n: int) -> Any:
@@ -198,16 +234,24 @@ def wait_for_load(max_load: float | None, wait_minutes: float) -> float:
 def run_ptychi(scan: Scan, runs: list[str], workdir: Path, *, python: Path, epochs: int,
                batch_size: int, threads: int | None, max_load: float | None,
                wait_minutes: float) -> list[MethodResult]:
-    """Each ``algorithm:probe`` run of the runner in its venv; images on the truth's grid."""
+    """Each ``algorithm:probe`` run of the runner in its venv; images on the truth's grid.
+
+    ``fixed`` runs hold the known probe (the true one where the scan has it), ``refine`` runs
+    start from the probe guess."""
     if not python.exists():
         raise SystemExit(f'compare_ptychi: {python} not found; build it with '
                          f'`nice -n 19 bash bench/ptychi_env.sh`, or pass --no-ptychi')
-    inp = ptychi_runner.write_input(workdir / 'ptychi_in.npz', scan.diffraction,
-                                    scan.positions_xy, scan.probe, scan.truth.shape,
-                                    bad_pixels=getattr(scan.raw, 'bad_pixels', None))
+    probes = {'fixed': scan.probe if scan.probe_true is None else scan.probe_true,
+              'refine': scan.probe}
+    inputs = {mode: ptychi_runner.write_input(workdir / f'ptychi_in_{mode}.npz',
+                                              scan.diffraction, scan.positions_xy, probe,
+                                              scan.truth.shape,
+                                              bad_pixels=getattr(scan.raw, 'bad_pixels', None))
+              for mode, probe in probes.items()}
     results = []
     for run in runs:
         algorithm, probe_mode = run.split(':')
+        inp = inputs[probe_mode]
         out = workdir / f'ptychi_{algorithm}_{probe_mode}.npz'
         command = [str(python), str(BENCH / 'ptychi_runner.py'), str(inp), str(out),
                    '--algorithm', algorithm, '--probe', probe_mode, '--epochs', str(epochs),
@@ -393,9 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--data', type=Path, default=None,
                         help='contract NPZ with objectGuess (default: the standard test scan)')
+    parser.add_argument('--preset', default=None,
+                        help='a realistic preset (ptycho.simulation.REALISTIC_PRESETS): its '
+                             'test scan is compared, quick models train on its train scan')
     parser.add_argument('--train-data', type=Path, default=None,
-                        help='NPZ for quick models (default: standard train split, or --data '
-                             'itself, self-supervised)')
+                        help='NPZ for quick models (default: standard train split, the '
+                             "preset's train scan, or --data itself, self-supervised)")
     parser.add_argument('--n-positions', type=int, default=None, help='thin the scan')
     parser.add_argument('--model-pytorch', type=Path, default=None)
     parser.add_argument('--model-tensorflow', type=Path, default=None)
@@ -422,7 +469,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(name)s: %(message)s')
     load_at_start = round(os.getloadavg()[0], 2)
 
-    scan = load_scan(args.data, args.n_positions)
+    if args.preset is not None and args.data is not None:
+        parser.error('--preset and --data each name the scan: give one')
+    scan = load_scan(args.data, args.n_positions, args.preset)
     illum = illumination(scan.truth.shape, scan.positions_xy, scan.probe)
     lit = lit_region(illum, args.lit_fraction)
     workdir = Path(tempfile.mkdtemp(prefix='compare_ptychi_'))
@@ -438,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.train_data is not None:
             from ptycho.raw_data import RawData
             train_raw = RawData.from_file(args.train_data)
+        elif args.preset is not None:
+            from ptycho.simulation import realistic_dataset
+            train_raw = realistic_dataset(args.preset, 'train')
         elif args.data is None:
             from ptycho.simulation import standard_dataset
             train_raw = standard_dataset('train', n_positions=args.n_positions)
@@ -461,12 +513,16 @@ def main(argv: list[str] | None = None) -> int:
           f'lit px (shift, constant phase and phase ramp removed)')
     print(table(results))
 
+    from ptycho.simulation import probe_relative_error
+
     output = args.output or RESULTS / f'compare_ptychi_{scan.name}.json'
     output.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         'dataset': scan.name, 'description': scan.description,
         'n_positions': int(len(scan.positions_xy)), 'N': int(scan.probe.shape[-1]),
         'object_shape': list(scan.truth.shape),
+        'probe_guess_relative_error': (None if scan.probe_true is None else round(
+            probe_relative_error(scan.probe, scan.probe_true), 4)),
         'command': shlex.join(['.venv/bin/python', 'bench/compare_ptychi.py',
                                *(sys.argv[1:] if argv is None else argv)]),
         'load_average_1min_at_start': load_at_start, 'cpu_count': os.cpu_count(),
