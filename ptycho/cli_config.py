@@ -170,3 +170,36 @@ def resolve_config(cls: type[_C], yaml_data: Mapping[str, Any] | None,
     base = (to_dict(from_dict(cls, dict(yaml_data), source=yaml_source))
             if yaml_data is not None else to_dict(cls()))
     return from_dict(cls, merge(base, overrides), source='command line')
+
+
+# --------------------------------------------------------------------------- data conventions
+def add_convention_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags for the conventions of NPZ files that differ from the contract
+    (:class:`ptycho.conventions.DataConventions`, specs/data_contracts.md section 8)."""
+    from ptycho.conventions import DC_CHOICES, POSITION_CHOICES, UNITS_CHOICES
+
+    group = parser.add_argument_group('data conventions (NPZ files that differ from the '
+                                      'contract; specs/data_contracts.md section 8)')
+    group.add_argument('--dc', choices=DC_CHOICES, default='auto',
+                       help="where the patterns' DC (zero frequency) is: 'auto' detects a DC at "
+                            "the array corner and applies fftshift with a warning; 'centre' "
+                            "keeps the patterns as stored; 'corner' always applies fftshift")
+    group.add_argument('--positions', choices=POSITION_CHOICES, default='centre',
+                       help="what the file's positions name: the patch 'centre' (the contract) "
+                            "or the top-left 'corner' of the N x N probe window (centre = "
+                            "corner + N/2)")
+    group.add_argument('--swap-xy', action='store_true',
+                       help="the file's xcoords are rows and ycoords columns: exchange them")
+    group.add_argument('--diffraction-units', choices=UNITS_CHOICES, default='auto',
+                       help="'amplitude' (sqrt(counts)), 'counts' (converted to sqrt), or "
+                            "'auto': integer-valued patterns are counts (overrides the file's "
+                            "diffraction_units key)")
+
+
+def conventions_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`ptycho.conventions.DataConventions` the flags of
+    :func:`add_convention_flags` ask for."""
+    from ptycho.conventions import DataConventions
+
+    return DataConventions(dc=args.dc, positions=args.positions, swap_xy=args.swap_xy,
+                           units=args.diffraction_units)

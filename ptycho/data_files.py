@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ptycho.conventions import DataConventions
 from ptycho.ptychodus_io import PtychodusScan, is_ptychodus_input, read_pair
 
 logger = logging.getLogger(__name__)
@@ -26,10 +27,18 @@ class InputData:
     ptychodus: PtychodusScan | None = None
 
 
-def load_data(path: str | os.PathLike[str]) -> InputData:
-    """Read ``path``: ``.npz`` through ``RawData.from_file``, else Ptychodus files."""
+def load_data(path: str | os.PathLike[str],
+              conventions: DataConventions | None = None) -> InputData:
+    """Read ``path``: ``.npz`` through ``RawData.from_file`` (with the file's
+    ``conventions``), else Ptychodus files (whose conventions Ptychodus fixes)."""
+    conventions = conventions or DataConventions()
     text = os.fspath(path)
     if is_ptychodus_input(text):
+        if not conventions.is_contract:
+            raise ValueError(f'{text}: Ptychodus files carry their own conventions (DC centred, '
+                             f'positions in metres about the object centre); --dc, --positions, '
+                             f'--swap-xy and --diffraction-units apply to NPZ files only, found '
+                             f'{conventions}')
         scan = read_pair(text)
         logger.info('Read %d patterns from %s + %s', len(scan.raw), scan.diffraction_path,
                     scan.product_path)
@@ -41,6 +50,6 @@ def load_data(path: str | os.PathLike[str]) -> InputData:
                                 f'product.h5)')
     from ptycho.raw_data import RawData
 
-    raw = RawData.from_file(p)
+    raw = RawData.from_file(p, conventions)
     logger.info('Read %d patterns from %s', len(raw), p)
     return InputData(raw=raw, path=p)

@@ -24,7 +24,7 @@ from ptycho.atomic import atomic_path
 logger = logging.getLogger(__name__)
 
 __all__ = ['save_figure', 'image_png', 'amplitude_png', 'phase_png', 'loss_curve_png',
-           'comparison_png', 'frc_png']
+           'comparison_png', 'frc_png', 'residual_map_png']
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
@@ -179,17 +179,53 @@ def _limits(image: NDArray) -> tuple[float, float]:
     return (low, high) if high > low else (low - 0.5, high + 0.5)
 
 
-def frc_png(curves: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Fourier ring correlation of amplitude and phase against the truth, with 0.5 line."""
+def frc_png(curves: Mapping[str, Any], path: str | os.PathLike[str], *,
+            title: str = 'Fourier ring correlation with the ground truth',
+            halfbit: bool = False) -> Path:
+    """Fourier ring correlation of amplitude and phase, with the 0.5 line (or, with
+    ``halfbit``, the half-bit curve of the first curve: the threshold between two halves)."""
     fig = Figure(figsize=(6, 4), layout='constrained')
     ax = fig.add_subplot(1, 1, 1)
     for name, curve in curves.items():
         ax.plot(np.asarray(curve.frequency), np.asarray(curve.frc), label=name)
-    ax.axhline(0.5, color='gray', linestyle='--', linewidth=1, label='0.5')
+    first = next(iter(curves.values()), None)
+    if halfbit and first is not None:
+        ax.plot(np.asarray(first.frequency), np.asarray(first.halfbit), color='gray',
+                linestyle='--', linewidth=1, label='half-bit')
+    else:
+        ax.axhline(0.5, color='gray', linestyle='--', linewidth=1, label='0.5')
     ax.set_xlabel('spatial frequency (cycles/pixel)')
     ax.set_ylabel('FRC')
     ax.set_ylim(-0.1, 1.05)
-    ax.set_title('Fourier ring correlation with the ground truth')
+    ax.set_title(title)
     ax.legend()
     ax.grid(True, alpha=0.3)
     return save_figure(fig, path)
+
+
+def residual_map_png(positions_xy: ArrayLike, residual: ArrayLike,
+                     path: str | os.PathLike[str], *, evaluated: ArrayLike | None = None,
+                     title: str = 'Data residual per pattern') -> Path:
+    """Each scan position coloured by its pattern's relative data residual; positions left
+    out of the summary (probe partly off the reconstruction) drawn as open circles."""
+    xy = np.asarray(positions_xy, dtype=np.float64).reshape(-1, 2)
+    values = np.asarray(residual, dtype=np.float64)
+    used = np.ones(len(xy), bool) if evaluated is None else np.asarray(evaluated, bool)
+    fig = Figure(figsize=(6, 5), layout='constrained')
+    ax = fig.add_subplot(1, 1, 1)
+    finite = values[used & np.isfinite(values)]
+    vmin, vmax = ((float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0))
+    shown = ax.scatter(xy[used, 0], xy[used, 1], c=values[used], cmap='magma', s=18,
+                       vmin=vmin, vmax=vmax)
+    if (~used).any():
+        ax.scatter(xy[~used, 0], xy[~used, 1], facecolors='none', edgecolors='gray', s=18,
+                   label='edge (not in summary)')
+        ax.legend(loc='upper right', fontsize='small')
+    ax.invert_yaxis()  # rows grow downwards, as in the images
+    ax.set_aspect('equal')
+    ax.set_xlabel('x (pixels)')
+    ax.set_ylabel('y (pixels)')
+    ax.set_title(title)
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04).set_label('||s A - D|| / ||D||')
+    return save_figure(fig, path)
+

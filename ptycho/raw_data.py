@@ -23,6 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ptycho import physics
 from ptycho.atomic import atomic_path
+from ptycho.conventions import DataConventions, centre_dc, check_positions, to_centres
 from ptycho.probe import ProbeError, reduce_probe_modes
 
 logger = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ class RawData:
                  Y: ArrayLike | None = None, norm_Y_I: float | None = None,
                  source: str | os.PathLike[str] | None = None, *,
                  bad_pixels: ArrayLike | None = None, diffraction_units: str = 'auto',
-                 diffraction_key: str = 'diffraction') -> None:
+                 diffraction_key: str = 'diffraction', dc_position: str = 'auto') -> None:
         src = str(source) if source is not None else 'RawData'
         self.source = src
         self.xcoords = _coords(src, 'xcoords', xcoords)
@@ -212,6 +213,8 @@ class RawData:
             if mask.dtype.kind not in 'biu' or mask.shape != (N, N):
                 raise _fail(src, 'bad_pixels', f'a boolean ({N}, {N}) mask', _describe(mask))
             self.bad_pixels = np.array(mask, dtype=bool, copy=True)
+        self.diff3d, self.bad_pixels = centre_dc(self.diff3d, self.bad_pixels, dc_position, src,
+                                                 diffraction_key)
 
     # ------------------------------------------------------------------ constructors
 
@@ -225,8 +228,11 @@ class RawData:
                    diffraction_key='diff3d')
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> 'RawData':
-        """Read and validate an NPZ file (see ``specs/data_contracts.md``)."""
+    def from_file(cls, path: str | os.PathLike[str],
+                  conventions: DataConventions | None = None) -> 'RawData':
+        """Read and validate an NPZ file (see ``specs/data_contracts.md``); ``conventions``
+        say how the file departs from the contract (section 8: DC, positions, x/y, units)."""
+        conventions = conventions or DataConventions()
         path = Path(path)
         arrays = _read_npz(path)
         src = str(path)
@@ -252,13 +258,22 @@ class RawData:
                             _describe(marker))
             units = marker.reshape(()).item()
             units = units.decode() if isinstance(units, bytes) else str(units)
+        if conventions.units != 'auto':
+            units = conventions.units
         norm = arrays.get('norm_Y_I')
         raw = cls(arrays['xcoords'], arrays['ycoords'], arrays.get('xcoords_start'),
                   arrays.get('ycoords_start'), arrays[diff_key], arrays['probeGuess'],
                   arrays.get('scan_index'), objectGuess=arrays.get('objectGuess'),
                   Y=arrays.get('Y'), norm_Y_I=norm, source=src,
                   bad_pixels=arrays.get('bad_pixels'), diffraction_units=units,
-                  diffraction_key=diff_key)
+                  diffraction_key=diff_key, dc_position=conventions.dc)
+        check_positions(raw.xcoords, raw.ycoords, raw.N,
+                        None if raw.objectGuess is None else raw.objectGuess.shape,
+                        conventions, src)
+        # the file's positions as patch centres (x = column); raw holds private copies
+        raw.xcoords, raw.ycoords = to_centres(raw.xcoords, raw.ycoords, raw.N, conventions)
+        raw.xcoords_start, raw.ycoords_start = to_centres(raw.xcoords_start, raw.ycoords_start,
+                                                          raw.N, conventions)
         logger.info('Loaded %s: %d patterns of %dx%d', src, len(raw), raw.N, raw.N)
         return raw
 
@@ -291,6 +306,23 @@ class RawData:
             (np.savez_compressed if compressed else np.savez)(handle, **self.to_dict())
         logger.info('Wrote %d patterns to %s', len(self), path)
         return path
+
+    def subset(self, indices: ArrayLike, source: str | None = None) -> 'RawData':
+        """A new ``RawData`` of the patterns at ``indices`` (in that order), sharing the
+        probe (stack), object guess and bad-pixel mask; arrays are copies."""
+        index = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if index.size == 0 or index.min() < -len(self) or index.max() >= len(self):
+            raise ValueError(f'{self.source}: subset indices must lie in 0..{len(self) - 1}, '
+                             f'found {index.size} indices'
+                             + (f' from {index.min()} to {index.max()}' if index.size else ''))
+        return RawData(self.xcoords[index], self.ycoords[index], self.xcoords_start[index],
+                       self.ycoords_start[index], self.diff3d[index],
+                       self.probe_modes if self.probe_modes is not None else self.probeGuess,
+                       self.scan_index[index], objectGuess=self.objectGuess,
+                       Y=None if self.Y is None else self.Y[index], norm_Y_I=self.norm_Y_I,
+                       source=source or f'{self.source}[{index.size} of {len(self)}]',
+                       bad_pixels=self.bad_pixels, diffraction_units='amplitude',
+                       diffraction_key='diffraction', dc_position='centre')
 
     # ------------------------------------------------------------------ queries
 

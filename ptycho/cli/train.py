@@ -17,7 +17,7 @@ from ptycho.cli.output import print_report, progress_mode, say
 from ptycho.cli.parser import add_output_flags, positive_float
 from ptycho.cli.results import loss_history, outputs_reconstruction, truth_of
 from ptycho.cli.run_config import explicit, resolve
-from ptycho.cli_config import add_config_flags
+from ptycho.cli_config import add_config_flags, add_convention_flags, conventions_from_args
 from ptycho.config.config import PATCH_SIZES, TrainingConfig, save_yaml
 from ptycho.photons import resolve_nphotons
 from ptycho.workflows.training_files import checkpoint_path
@@ -41,6 +41,7 @@ def add_parser(sub: Any) -> None:
                         'is spent training stops and keeps the model it has (default: none, '
                         'nepochs decides)')
     add_config_flags(p, TrainingConfig)
+    add_convention_flags(p)
     add_output_flags(p)
 
 
@@ -134,8 +135,10 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if not checkpoint.exists():
             raise FileNotFoundError(f'{checkpoint}: no checkpoint to resume from (train '
                                     f'without --resume first)')
-    train = load_data(config.train_data_file)
-    test = load_data(config.test_data_file) if config.test_data_file is not None else None
+    conventions = conventions_from_args(args)
+    train = load_data(config.train_data_file, conventions)
+    test = (load_data(config.test_data_file, conventions) if config.test_data_file is not None
+            else None)
     require_backend(config.backend)
     _match_patch_size(config, train.raw.N, train.path, explicit('N', overrides, yaml_data, True))
     if test is not None and test.raw.N != config.model.N:
