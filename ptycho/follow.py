@@ -6,8 +6,10 @@ reads what is new every ``interval_s`` and hands it to a
 
 The growing file (keys as the NPZ contract of ``specs/data_contracts.md``):
 
-- ``diffraction`` (n, N, N), growing along axis 0: amplitudes (float), or detector counts
-  (an integer dtype: their square root is taken, and said once in the log);
+- ``diffraction`` (n, N, N), growing along axis 0: amplitudes, or detector counts (told
+  from the first patterns as for an NPZ file: an integer dtype or whole-number floats; a
+  root attribute ``diffraction_units`` = ``'amplitude'``/``'counts'`` says it outright);
+  counts become their square root, said once in the log;
 - ``xcoords``, ``ycoords`` (n,), growing with it: patch centres in object pixels; a pattern
   counts as arrived once its frame and both coordinates are in the file;
 - ``probeGuess`` (N, N) complex, or the probe passed separately;
@@ -46,6 +48,7 @@ X_KEY, Y_KEY = 'xcoords', 'ycoords'
 PROBE_KEY = 'probeGuess'
 TOTAL_KEY = 'n_positions'
 COMPLETE_KEY = 'complete'
+UNITS_KEY = 'diffraction_units'
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,24 @@ class GrowingScanFile:
         dset = self._dataset(f, COMPLETE_KEY)
         return dset is not None and dset.size > 0 and bool(np.asarray(dset[()]).any())
 
+    def _are_counts(self, f: Any, first: NDArray) -> bool:
+        """Counts or amplitudes, decided once from the first patterns as the NPZ contract
+        decides (``looks_like_counts``), unless the root attribute ``diffraction_units``
+        says which."""
+        from ptycho.raw_data import DIFFRACTION_UNITS, looks_like_counts
+
+        units = f.attrs.get(UNITS_KEY, 'auto')
+        units = units.decode() if isinstance(units, bytes) else str(units)
+        if units not in DIFFRACTION_UNITS:
+            raise ValueError(f'{self.path}: attribute "{UNITS_KEY}": expected one of '
+                             f'{list(DIFFRACTION_UNITS)}, found {units!r}')
+        counts = units == 'counts' or (units == 'auto' and looks_like_counts(first))
+        if counts:
+            logger.info('%s: "%s" holds detector counts (%s, units %s): reconstructing their '
+                        'square root (amplitudes)', self.path, DIFFRACTION_KEY, first.dtype,
+                        units)
+        return counts
+
     def read_new(self, limit: int) -> Frames | None:
         """Up to ``limit`` patterns not read before, or None when there are none yet."""
         f = self._open()
@@ -158,11 +179,7 @@ class GrowingScanFile:
         x = np.asarray(f[X_KEY][first:stop], np.float64)
         y = np.asarray(f[Y_KEY][first:stop], np.float64)
         if self.counts is None:
-            self.counts = np.issubdtype(raw.dtype, np.integer)
-            if self.counts:
-                logger.info('%s: "%s" holds integer detector counts (%s): reconstructing '
-                            'their square root (amplitudes)', self.path, DIFFRACTION_KEY,
-                            raw.dtype)
+            self.counts = self._are_counts(f, np.asarray(raw))
         frames = np.asarray(raw, np.float32)
         if np.any(frames < 0):
             raise ValueError(f'{self.path}: key "{DIFFRACTION_KEY}": patterns {first}..{stop - 1} '

@@ -53,7 +53,8 @@ class SwmrWriter:
     """A detector pipeline: appends frames in pieces under SWMR, then marks the end."""
 
     def __init__(self, path: Path, counts: np.ndarray, positions: np.ndarray, *,
-                 piece: int, pause: float, end: str = 'dataset', dtype: str | None = None):
+                 piece: int, pause: float, end: str = 'dataset', dtype: str | None = None,
+                 attrs: dict[str, str] | None = None):
         self.path, self.counts, self.positions = path, counts, positions
         self.piece, self.pause, self.end = piece, pause, end
         self.dtype = dtype or counts.dtype
@@ -67,6 +68,7 @@ class SwmrWriter:
             f.create_dataset('complete', data=np.zeros(1, np.int8))
         if end == 'n_positions':
             f.attrs['n_positions'] = len(counts)
+        f.attrs.update(attrs or {})  # SWMR takes no new attributes: set them first
         f.swmr_mode = True
         self.file = f
 
@@ -185,3 +187,30 @@ def test_options_are_checked() -> None:
         FollowOptions(interval_s=0)
     with pytest.raises(ValueError, match='max_chunk'):
         FollowOptions(max_chunk=0)
+
+
+@pytest.mark.parametrize('units, as_counts', [(None, True), ('amplitude', False),
+                                              ('counts', True)])
+def test_whole_number_floats_are_counts_unless_the_file_says(tmp_path: Path, units: str | None,
+                                                             as_counts: bool) -> None:
+    counts, positions = _frames(6, seed=3)
+    path = tmp_path / 'scan.h5'
+    attrs = {} if units is None else {'diffraction_units': units}
+    SwmrWriter(path, counts, positions, piece=6, pause=0.0, end='none', dtype='f4',
+               attrs=attrs).run()
+    with GrowingScanFile(path) as reader:
+        frames = reader.read_new(100)
+    assert frames is not None and reader.counts is as_counts
+    expected = np.sqrt(counts.astype(np.float32)) if as_counts else counts.astype(np.float32)
+    np.testing.assert_allclose(frames.diffraction, expected, rtol=1e-6)
+
+
+def test_unknown_units_are_named(tmp_path: Path) -> None:
+    path = tmp_path / 'scan.h5'
+    with h5py.File(path, 'w') as f:
+        f.create_dataset('diffraction', data=np.ones((2, N, N), np.float32))
+        f.create_dataset('xcoords', data=np.zeros(2))
+        f.create_dataset('ycoords', data=np.zeros(2))
+        f.attrs['diffraction_units'] = 'photons'
+    with GrowingScanFile(path) as reader, pytest.raises(ValueError, match='diffraction_units'):
+        reader.read_new(10)
