@@ -131,11 +131,13 @@ def loss_values(losses: Sequence[float]) -> list[Any]:
 
 def replace_object(product: Any, array: NDArray[np.complexfloating], *,
                    center_xy_m: Sequence[float] | None = None,
-                   losses: Sequence[float] = ()) -> Any:
+                   losses: Sequence[float] = (), probe: ArrayLike | None = None) -> Any:
     """The output product: ``product`` (its metadata, positions and probes) with its object
     replaced by the 2-D ``array`` on the same pixel grid, centred at ``center_xy_m`` (by
-    default where the input object was), with the per-epoch ``losses``."""
+    default where the input object was), with the per-epoch ``losses``; with ``probe`` (the
+    probe refined with the object, (N, N)) in place of the input probes, same pixel grid."""
     from ptychodus.api.object import Object, ObjectCenter
+    from ptychodus.api.probe import ProbeSequence
     from ptychodus.api.product import Product
 
     before = product.object_
@@ -143,5 +145,8 @@ def replace_object(product: Any, array: NDArray[np.complexfloating], *,
         ObjectCenter(x_m=float(center_xy_m[0]), y_m=float(center_xy_m[1]))
     after = Object(array=np.asarray(array), pixel_geometry=before.get_pixel_geometry(),
                    center=center, layer_spacing_m=[])
+    probes = product.probes if probe is None else ProbeSequence(
+        array=np.asarray(probe, np.complex64), opr_weights=None,
+        pixel_geometry=product.probes.get_pixel_geometry())
     return Product(metadata=product.metadata, probe_positions=product.probe_positions,
-                   probes=product.probes, object_=after, losses=loss_values(losses))
+                   probes=probes, object_=after, losses=loss_values(losses))

@@ -43,6 +43,12 @@ class Reconstruction:
     positions_xy: NDArray[np.floating] | None = None
     pixel_size_m: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    probe: NDArray[np.complexfloating] | None = None
+    """The probe the object goes with (refined, or the input probe)."""
+    probe_refined: bool = False
+    """``probe`` was refined with the object: it replaces the input probe in the product."""
+    losses: tuple[float, ...] = ()
+    """Data residual per refinement epoch (the first before any); empty without one."""
 
     @property
     def mask(self) -> NDArray[np.bool_] | None:
@@ -82,7 +88,8 @@ def write_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
 
 def save_recon_npz(path: str | os.PathLike[str], recon: Reconstruction) -> Path:
     """Write ``object`` (complex), ``amplitude``, ``phase``, ``coverage``, ``positions``,
-    ``origin_xy`` (and ``pixel_size_m`` when known), atomically."""
+    ``origin_xy`` (and ``pixel_size_m`` when known; ``probe`` with ``probe_refined`` and the
+    refinement's ``refine_losses`` when there are), atomically."""
     arrays: dict[str, Any] = {
         'object': np.asarray(recon.obj).astype(np.complex64),
         'amplitude': np.abs(recon.obj).astype(np.float32),
@@ -96,6 +103,11 @@ def save_recon_npz(path: str | os.PathLike[str], recon: Reconstruction) -> Path:
         arrays['origin_xy'] = np.asarray(recon.origin_xy, dtype=np.float64)
     if recon.pixel_size_m is not None:
         arrays['pixel_size_m'] = np.float64(recon.pixel_size_m)
+    if recon.probe is not None:
+        arrays['probe'] = np.asarray(recon.probe).astype(np.complex64)
+        arrays['probe_refined'] = np.bool_(recon.probe_refined)
+    if recon.losses:
+        arrays['refine_losses'] = np.asarray(recon.losses, dtype=np.float64)
     return _atomic_write(Path(path), lambda handle: np.savez(handle, **arrays))
 
 
@@ -121,6 +133,10 @@ def load_reconstruction(path: str | os.PathLike[str]) -> Reconstruction:
             origin = tuple(float(v) for v in data['origin_xy']) if 'origin_xy' in data.files \
                 else None
             positions = np.asarray(data['positions']) if 'positions' in data.files else None
+            probe = np.asarray(data['probe']) if 'probe' in data.files else None
+            refined = bool(data['probe_refined']) if 'probe_refined' in data.files else False
+            losses = tuple(float(v) for v in data['refine_losses']) \
+                if 'refine_losses' in data.files else ()
     except (OSError, EOFError) as exc:
         raise ValueError(f'{path}: not a readable NPZ file ({exc})') from exc
     obj = np.squeeze(obj)
@@ -128,7 +144,8 @@ def load_reconstruction(path: str | os.PathLike[str]) -> Reconstruction:
         raise ValueError(f'{path}: key "object": expected a complex 2-D array, found '
                          f'{obj.dtype} {obj.shape}')
     return Reconstruction(obj=obj, coverage=coverage, origin_xy=origin,  # type: ignore[arg-type]
-                          positions_xy=positions)
+                          positions_xy=positions, probe=probe, probe_refined=refined,
+                          losses=losses)
 
 
 def place_by_positions(recon: Reconstruction, truth_positions_xy: NDArray | None) -> None:
@@ -264,7 +281,11 @@ def write_reconstruction_outputs(output_dir: str | os.PathLike[str], recon: Reco
                                  probe: NDArray | None = None, nphotons: float = 0.0,
                                  losses: Sequence[float] = (),
                                  report: OutputReport | None = None) -> OutputReport:
-    """recon.npz, amplitude/phase PNGs, product-out.h5, and with truth comparison + metrics."""
+    """recon.npz, amplitude/phase PNGs, product-out.h5, and with truth comparison + metrics.
+
+    ``probe`` is the scan's probe as given (the product of NPZ input is built on it); a probe
+    refined with the object (``recon.probe_refined``) replaces it, and Ptychodus input's
+    probes, in ``product-out.h5``. ``losses`` default to the refinement's."""
     from ptycho import figures
     from ptycho.ptychodus_io import PtychodusMissingError, write_product
 
@@ -276,6 +297,8 @@ def write_reconstruction_outputs(output_dir: str | os.PathLike[str], recon: Reco
         recon.obj, output_dir / AMPLITUDE_PNG, mask=mask, pixel_size_m=recon.pixel_size_m)
     report.files['phase'] = figures.phase_png(
         recon.obj, output_dir / PHASE_PNG, mask=mask, pixel_size_m=recon.pixel_size_m)
+    if probe is None and recon.probe is not None:
+        probe = recon.probe
     if probe is not None or ptychodus_source is not None:
         try:
             report.files['Ptychodus product'] = write_product(
@@ -283,7 +306,8 @@ def write_reconstruction_outputs(output_dir: str | os.PathLike[str], recon: Reco
                 positions_xy=recon.positions_xy if recon.positions_xy is not None
                 else np.zeros((0, 2)),
                 probe=probe if probe is not None else np.zeros((1, 1), np.complex64),
-                losses=losses, source=ptychodus_source, nphotons=nphotons)
+                losses=losses or recon.losses, source=ptychodus_source, nphotons=nphotons,
+                refined_probe=recon.probe if recon.probe_refined else None)
         except PtychodusMissingError:
             report.notes.append(f'{PRODUCT_OUT_NAME} not written: ptychodus is not installed')
     if truth is not None:

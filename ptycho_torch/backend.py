@@ -98,6 +98,12 @@ class TorchBackend:
         return Reconstruction(stitched.image, stitched.coverage, stitched.origin_xy, M, NAME,
                               groups)
 
+    def refine(self, scan: Any, reconstruction: Reconstruction,
+               config: InferenceConfig) -> Reconstruction:
+        from ptycho_torch.refine import refine
+
+        return refine(scan, reconstruction, config)
+
     # -- the reference guide's workflows ------------------------------------------------
     def run_cdi_example(self, train_data: Any, test_data: Any | None, config: TrainingConfig,
                         flip_x: bool = False, flip_y: bool = False, transpose: bool = False,

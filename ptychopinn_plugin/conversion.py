@@ -146,9 +146,11 @@ def write_contract_npz(path: Path, scan: ScanData, *, include_object: bool = Tru
 
 
 def result_product(parameters: ReconstructInput, image: NDArray[numpy.complexfloating],
-                   losses: Sequence[float] = ()) -> Product:
+                   losses: Sequence[float] = (),
+                   probe: NDArray[numpy.complexfloating] | None = None) -> Product:
     """The output product: the input product with the reconstructed object on its grid
-    (in the input object's complex dtype)."""
+    (in the input object's complex dtype); with ``probe`` (refined with the object) in place
+    of the input probe."""
     dtype = parameters.product.object_.get_array().dtype
     array = numpy.asarray(image, dtype=dtype if dtype.kind == 'c' else numpy.complex64)
-    return replace_object(parameters.product, array, losses=losses)
+    return replace_object(parameters.product, array, losses=losses, probe=probe)

@@ -32,7 +32,7 @@ from ptycho.config.config import BACKENDS, InferenceConfig, TrainingConfig
 from ptycho.physics import default_crop
 from ptycho.workflows import backend_selector
 from ptycho.workflows.contract import (Backend, LoadedModel, TrainHooks, TrainingCancelled,
-                                       inference_config_for)
+                                       inference_config_for, with_refinement)
 from ptycho.workflows.streaming import ScanStream
 
 logger = logging.getLogger('ptychopinn_plugin.engine')
@@ -108,12 +108,14 @@ class Engine:
                              f'but the model {model.path} was trained on N={trained.N}')
         config = inference_config_for(model, batch_size=settings.batch_size,
                                       neighbor_count=settings.neighbor_count,
-                                      device=settings.device)
+                                      device=settings.device,
+                                      refine_epochs=settings.refine_epochs,
+                                      refine_probe=settings.refine_probe)
         backend = self._dispatch(config)
         tic = time.perf_counter()
         raw = RawData(scan.x_px, scan.y_px, None, None, scan.amplitudes, scan.probe, None,
                       source=scan.source, diffraction_units='amplitude',
-                      diffraction_key='diffraction')
+                      diffraction_key='diffraction', bad_pixels=scan.bad_pixels)
         timings['prepare_s'] = time.perf_counter() - tic  # validation
         positions = np.stack([raw.xcoords, raw.ycoords], axis=1)
         # The whole scan's positions are the plan: the groups of a whole-scan reconstruction.
@@ -134,9 +136,13 @@ class Engine:
                 emit({'patterns': status.patterns, 'groups': status.groups,
                       'image': np.asarray(partial.obj, dtype=np.complex64)})
                 last_emit = time.perf_counter()
-        result = stream.close()
+        # The network's image, then the physics refinement on the scan's data (if asked).
+        result = with_refinement(backend, raw, stream.close(), config)
         timings.update(stream.seconds)
+        timings.update(result.timings)
         return {'image': np.asarray(result.obj, dtype=np.complex64),
+                'probe': result.probe if result.probe_refined else None,
+                'losses': list(result.losses),
                 'uncovered': result.uncovered, 'groups': stream.groups_done,
                 'patterns': stream.patterns, 'timings': timings, 'backend': result.backend}
 

@@ -273,5 +273,6 @@ class PtychoPINNTrainableReconstructor(TrainableReconstructor):
                         'left at 0', result['uncovered'])
         logger.info('Reconstructed %d patterns: %s', len(scan),
                     ', '.join(f'{k}={v:.3f}' for k, v in timings.items()))
-        yield ReconstructOutput(result_product(parameters, result['image']),
+        yield ReconstructOutput(result_product(parameters, result['image'],
+                                               result.get('losses', ()), result.get('probe')),
                                 progress=self._progress_goal)

@@ -53,7 +53,9 @@ def load_model(model_dir: Path, config: InferenceConfig) -> tuple[Any, Any, Infe
                                       n_groups=config.n_groups,
                                       subsample_seed=config.subsample_seed,
                                       sequential_sampling=config.sequential_sampling,
-                                      device=config.device, debug=config.debug)
+                                      device=config.device, debug=config.debug,
+                                      refine_epochs=config.refine_epochs,
+                                      refine_probe=config.refine_probe)
     return backend, model, run_config
 
 

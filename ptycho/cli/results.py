@@ -15,7 +15,9 @@ def outputs_reconstruction(recon: Any, data: Any) -> Any:
 
     pixel = data.ptychodus.frame.pixel_size_m if getattr(data, 'ptychodus', None) else None
     return Reconstruction(obj=recon.obj, coverage=recon.coverage, origin_xy=recon.origin_xy,
-                          positions_xy=data.raw.positions_xy, pixel_size_m=pixel)
+                          positions_xy=data.raw.positions_xy, pixel_size_m=pixel,
+                          probe=recon.probe, probe_refined=recon.probe_refined,
+                          losses=tuple(recon.losses))
 
 
 def loss_history(history: Mapping[str, Any]) -> dict[str, list[float]]:

@@ -171,6 +171,12 @@ class TensorFlowBackend:
         return Reconstruction(np.asarray(image, np.complex64), np.asarray(coverage, np.float32),
                               (float(origin_xy[0]), float(origin_xy[1])), M, NAME, groups)
 
+    def refine(self, scan: Any, reconstruction: Reconstruction,
+               config: InferenceConfig) -> Reconstruction:
+        from ptycho.tf.refine import refine
+
+        return refine(scan, reconstruction, config)
+
     # -- the reference guide's workflows ------------------------------------------------
     def run_cdi_example(self, train_data: Any, test_data: Any | None, config: TrainingConfig,
                         flip_x: bool = False, flip_y: bool = False, transpose: bool = False,

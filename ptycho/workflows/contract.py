@@ -15,6 +15,7 @@ object on its canvas).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -109,6 +110,16 @@ class Reconstruction:
     backend: str
     groups: GroupObjects
     timings: Mapping[str, float] = field(default_factory=dict)
+    probe: NDArray[np.complex64] | None = field(default=None, repr=False, compare=False)
+    """The probe the object goes with: the refined probe (in the data's units,
+    ``|F(P O)| ~ D``) after a probe refinement, else the scan's probe as given; None from
+    :meth:`Backend.stitch` alone."""
+    probe_refined: bool = False
+    """True when ``probe`` was refined with the object (then it replaces the input probe in
+    the outputs: ``recon.npz``, ``product-out.h5``, the plugin's product)."""
+    losses: tuple[float, ...] = ()
+    """Data residual ``sqrt(sum m (A - D)**2 / sum m D**2)`` after each refinement epoch,
+    the first entry before any (empty without refinement)."""
 
     @property
     def amplitude(self) -> NDArray[np.float32]:
@@ -156,6 +167,14 @@ class Backend(Protocol):
                align_phase: bool = True) -> Reconstruction:
         """Place each group's central M x M crop at its centre, averaged by coverage, after
         aligning the groups' constant phases (``align_phase``)."""
+        ...
+
+    def refine(self, scan: Any, reconstruction: Reconstruction,
+               config: InferenceConfig) -> Reconstruction:
+        """``reconstruction`` of ``scan`` (a ``RawData``) refined for ``config.refine_epochs``
+        epochs on the scan's own data through this backend's forward model: the object, and
+        the probe when ``config.refine_probe`` (:mod:`ptycho.refinement`). Same canvas;
+        ``probe`` and ``losses`` filled in."""
         ...
 
 
@@ -207,6 +226,7 @@ def reconstruct(backend: Backend, model: LoadedModel, scan: Any, config: Inferen
     its positions the plan; ``M`` defaults to :func:`ptycho.physics.default_crop`."""
     from ptycho.workflows.streaming import reconstruct_scan
 
+    check_refinement(config, flip_x=flip_x, flip_y=flip_y, transpose=transpose)
     result = reconstruct_scan(backend, model, scan, config, M=M, canvas_shape=canvas_shape,
                               origin_xy=origin_xy, align_phase=align_phase, flip_x=flip_x,
                               flip_y=flip_y, transpose=transpose)
@@ -217,7 +237,28 @@ def reconstruct(backend: Backend, model: LoadedModel, scan: Any, config: Inferen
                backend.name, result.groups.device, n_groups, -(-n_groups // config.batch_size),
                config.batch_size, result.timings['inference_s'], result.timings['stitch_s'],
                result.M, *result.obj.shape[-2:], result.uncovered)
-    return result
+    return with_refinement(backend, scan, result, config)
+
+
+def check_refinement(config: InferenceConfig, *, flip_x: bool = False, flip_y: bool = False,
+                     transpose: bool = False) -> None:
+    """Refuse, before any work, a refinement the image's orientation would make wrong: the
+    legacy ``flip_x``/``flip_y``/``transpose`` mirror the image, not the data it is refined
+    on."""
+    if config.refine_epochs > 0 and (flip_x or flip_y or transpose):
+        raise ValueError(f'InferenceConfig.refine_epochs: expected 0 with flip_x/flip_y/'
+                         f'transpose (they mirror the image, not the diffraction data it would '
+                         f'be refined on), found {config.refine_epochs!r}')
+
+
+def with_refinement(backend: Backend, scan: Any, result: Reconstruction,
+                    config: InferenceConfig) -> Reconstruction:
+    """The network's whole-scan ``result`` as returned to users: refined on the scan's data
+    when ``config.refine_epochs`` > 0 (:meth:`Backend.refine`), else unchanged with the
+    scan's probe as given (``probe``)."""
+    if config.refine_epochs > 0:
+        return backend.refine(scan, result, config)
+    return dataclasses.replace(result, probe=np.array(scan.probeGuess, np.complex64))
 
 
 def inference_config_for(model: LoadedModel, *, batch_size: int = 256,

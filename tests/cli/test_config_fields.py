@@ -462,6 +462,24 @@ def _inference_device(ctx: Context, name: str) -> None:
             get_backend(backend).predict(model, ctx.scan, changed(config, name, 'cuda:63'))
 
 
+@check(InferenceConfig, 'refine_epochs', 'refine_probe')
+def _inference_refinement(ctx: Context, name: str) -> None:
+    """What the contract's reconstruction returns: the residual per refinement epoch and
+    the probe (refined, or the scan's as given)."""
+    from ptycho.workflows.backend_selector import get_backend
+    from ptycho.workflows.contract import reconstruct
+
+    def observe(config: InferenceConfig) -> tuple[Any, ...]:
+        model, _ = models_for(ctx, config.backend)
+        result = reconstruct(get_backend(config.backend), model, ctx.scan, config)
+        return len(result.losses), result.probe_refined, result.probe.tobytes()
+
+    for backend in BACKENDS:
+        base = ctx.inference(backend=backend, refine_epochs=1)
+        assert_changes(observe, base, name, {'refine_epochs': 2, 'refine_probe': False}[name])
+        assert_refused(base, name, {'refine_epochs': -1, 'refine_probe': 'yes'}[name])
+
+
 # --------------------------------------------------------------------------- the tests
 @pytest.mark.parametrize('key', sorted(CHECKS), ids='.'.join)
 def test_field(ctx: Context, key: tuple[str, str]) -> None:

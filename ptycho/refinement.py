@@ -1,0 +1,233 @@
+"""Physics refinement after the network: the framework-free half (numpy only).
+
+The network's stitched object is a good start but not the answer: its probe is the one
+given with the data, which for a beamline scan is only an estimate. Refinement takes the
+stitched object as the starting point of a few epochs of gradient descent on the scan's
+own diffraction data (no ground truth), through the backend's differentiable forward model
+(DESIGN.md section 4), optimising the object and, with ``refine_probe``, the probe:
+
+    A_j = |fftshift(fft2(P * O_patch(x_j)))| / N,   loss = sum m (A_j - D_j)**2 / sum m D_j**2
+
+with ``m`` the detector's good pixels (``RawData.bad_pixels`` masked out). The amplitude
+misfit is the variance-stabilised Poisson likelihood (sqrt of counts has a flat variance
+of 1/4), and gives the same answer at every photon dose without a count scale.
+
+What the backends share lives here: the padded starting canvas (:func:`prepare`), the
+mini-batch order and learning-rate schedule (the same numbers in both backends), and the
+handling of the ambiguities of the data, which the optimiser cannot resolve
+(:func:`finish`):
+
+- **Scale** (``P -> c P``, ``O -> O / c``): the probe is first scaled by the least-squares
+  amplitude factor that fits the data with the network's object, then its power
+  ``sum |P|**2`` is held at that value (a projection after each step). The object keeps the
+  network's amplitude scale; the probe carries the data's units (``|F(P O)| ~ D``).
+- **Linear phase ramp** (``P -> P exp(i k.r)``, ``O -> O exp(-i k.r)``: every exit wave only
+  gains a constant phase): after refinement the ramp is moved into the object so that the
+  probe's far-field centroid is the guess's (the direct beam stays where the given probe put
+  it); the object then holds the rest. An object ramp is what scoring removes anyway.
+- **Translation** (probe and object shifted together) is not fixed: the refined probe sits
+  where the data put it; the object moves with it (registration removes that when scoring).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ptycho.physics import COVERAGE_EPS
+
+if TYPE_CHECKING:
+    from ptycho.config.config import InferenceConfig
+    from ptycho.workflows.contract import Reconstruction
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 16
+"""Patterns per gradient step: several steps per epoch; small batches converge in fewer
+epochs (measured in bench/refine.py)."""
+OBJECT_LR = 0.2
+"""Adam step of the object (its amplitude is ~1), decayed to 0 by a cosine over the run."""
+PROBE_LR = 0.1
+"""Adam step of the probe, in units of its peak amplitude (same cosine decay)."""
+MARGIN = 2
+"""Pixels beyond every patch (and its bilinear neighbour) kept on the padded canvas."""
+
+
+@dataclass(frozen=True)
+class RefineProblem:
+    """What both backends' optimisers start from, in float32/complex64 numpy.
+
+    Canvas pixel ``(r, c)`` is object coordinate ``(c + origin_xy[0], r + origin_xy[1])``;
+    ``positions`` are the patch centres in canvas pixels; ``inner`` is the input
+    reconstruction's canvas inside the padded one.
+    """
+
+    diffraction: NDArray[np.float32]
+    mask: NDArray[np.float32]
+    positions: NDArray[np.float64]
+    canvas: NDArray[np.complex64]
+    origin_xy: tuple[float, float]
+    inner: tuple[slice, slice]
+    probe: NDArray[np.complex64]
+    epochs: int
+    refine_probe: bool
+    batches: tuple[tuple[NDArray[np.int64], ...], ...]
+    """Per epoch, the pattern indices of each step (a seeded shuffle)."""
+    batch_size: int = BATCH_SIZE
+    object_lr: float = OBJECT_LR
+    probe_lr: float = PROBE_LR
+
+    @property
+    def N(self) -> int:
+        return int(self.probe.shape[-1])
+
+    @property
+    def steps(self) -> int:
+        return sum(len(epoch) for epoch in self.batches)
+
+    def learning_rate_factor(self, step: int) -> float:
+        """Linear warm-up over the first epoch, then cosine decay towards 0 at the last step.
+
+        Adam's first steps move every pixel by about the full step whatever its gradient;
+        the warm-up keeps them from scrambling a good start (the network's object)."""
+        warm = min(1.0, (step + 1) / max(len(self.batches[0]) if self.batches else 1, 1))
+        return warm * 0.5 * (1.0 + math.cos(math.pi * step / max(self.steps, 1)))
+
+
+def _padding(low: float, high: float, size: int, N: int) -> tuple[int, int]:
+    """Pixels to add before and after an axis of ``size`` so that every patch centred in
+    ``[low, high]`` (canvas pixels) lies inside, with :data:`MARGIN` to spare."""
+    before = max(0, int(math.ceil(N // 2 - low)) + MARGIN)
+    after = max(0, int(math.ceil(high + N - N // 2 - size)) + MARGIN)
+    return before, after
+
+
+def _fill_uncovered(obj: NDArray[np.complex128], covered: NDArray[np.bool_]
+                    ) -> NDArray[np.complex128]:
+    """Pixels outside ``covered`` take the value of the nearest covered pixel (a start
+    continuous with the network's object where the probe reaches beyond its crops)."""
+    from scipy import ndimage
+
+    if covered.all():
+        return obj
+    if not covered.any():
+        return np.ones_like(obj)
+    nearest = ndimage.distance_transform_edt(~covered, return_distances=False,
+                                             return_indices=True)
+    return obj[tuple(nearest)]
+
+
+def prepare(scan: Any, recon: 'Reconstruction', config: 'InferenceConfig') -> RefineProblem:
+    """The refinement of ``recon`` (the network's stitched object of ``scan``, a
+    ``RawData``) as arrays: the canvas padded to hold every N x N patch, uncovered pixels
+    filled from their covered neighbours, the scan's probe, bad pixels masked."""
+    D = np.asarray(scan.diff3d, dtype=np.float32)
+    N = int(D.shape[-1])
+    probe = np.asarray(scan.probeGuess, dtype=np.complex64)
+    if probe.shape != (N, N):
+        raise ValueError(f'refine: probeGuess: expected ({N}, {N}) to match the patterns, '
+                         f'found {probe.shape}')
+    obj = np.asarray(recon.obj)
+    if obj.ndim != 2 or recon.coverage.shape != obj.shape:
+        raise ValueError(f'refine: reconstruction: expected a 2-D object and a coverage map '
+                         f'of its shape, found {obj.shape} and {recon.coverage.shape}')
+    positions = np.stack([np.asarray(scan.xcoords, np.float64),
+                          np.asarray(scan.ycoords, np.float64)], axis=1)
+    ox, oy = (float(v) for v in recon.origin_xy)
+    local = positions - [ox, oy]
+    height, width = obj.shape
+    top, bottom = _padding(local[:, 1].min(), local[:, 1].max(), height, N)
+    left, right = _padding(local[:, 0].min(), local[:, 0].max(), width, N)
+    covered = np.zeros((height + top + bottom, width + left + right), bool)
+    inner = (slice(top, top + height), slice(left, left + width))
+    covered[inner] = np.asarray(recon.coverage) >= COVERAGE_EPS
+    canvas = np.zeros(covered.shape, np.complex128)
+    canvas[inner] = obj
+    canvas = _fill_uncovered(canvas, covered)
+    bad = getattr(scan, 'bad_pixels', None)
+    mask = np.ones((N, N), np.float32) if bad is None else (~np.asarray(bad, bool)).astype(
+        np.float32)
+    rng = np.random.default_rng([int(config.seed), 7])
+    n = len(D)
+    batches = tuple(tuple(np.sort(part) for part in np.array_split(
+        rng.permutation(n), max(1, math.ceil(n / BATCH_SIZE))))
+        for _ in range(int(config.refine_epochs)))
+    return RefineProblem(
+        diffraction=D, mask=mask, positions=local + [left, top],
+        canvas=canvas.astype(np.complex64), origin_xy=(ox - left, oy - top), inner=inner,
+        probe=probe, epochs=int(config.refine_epochs), refine_probe=bool(config.refine_probe),
+        batches=batches)
+
+
+def far_field_centroid(probe: ArrayLike) -> NDArray[np.float64]:
+    """``(kx, ky)``: the intensity centroid of ``|fftshift(fft2(P))|**2`` in detector pixels."""
+    spectrum = np.abs(np.fft.fftshift(np.fft.fft2(np.asarray(probe, np.complex128)))) ** 2
+    rows, cols = np.indices(spectrum.shape, dtype=np.float64)
+    total = spectrum.sum()
+    return np.array([(spectrum * cols).sum() / total, (spectrum * rows).sum() / total])
+
+
+def _ramp(k_xy: NDArray[np.float64], shape: tuple[int, int], N: int) -> NDArray[np.complex128]:
+    """``exp(2 pi i (kx col + ky row) / N)`` on an array of ``shape``: moves a far field by
+    ``+k`` detector pixels."""
+    rows, cols = np.indices(shape, dtype=np.float64)
+    return np.exp(2j * np.pi * (k_xy[0] * cols + k_xy[1] * rows) / N)
+
+
+def finish(problem: RefineProblem, recon: 'Reconstruction', canvas: NDArray,
+           probe: NDArray, losses: list[float], seconds: float) -> 'Reconstruction':
+    """The refined :class:`~ptycho.workflows.contract.Reconstruction`: the probe's phase
+    ramp relative to the guess moved into the object, the object cropped back to the input
+    canvas (uncovered pixels stay zero), ``probe`` the refined probe (or the input probe
+    when only the object was refined), ``losses`` the data residual after each epoch."""
+    N = problem.N
+    canvas = np.asarray(canvas, np.complex128)
+    probe = np.asarray(probe, np.complex128)
+    if problem.refine_probe:
+        k = far_field_centroid(probe) - far_field_centroid(problem.probe)
+        probe = probe * np.conj(_ramp(k, (N, N), N))
+        canvas = canvas * _ramp(k, canvas.shape, N)
+        out_probe = probe.astype(np.complex64)
+    else:
+        out_probe = np.array(problem.probe, copy=True)
+    obj = canvas[problem.inner]
+    covered = np.asarray(recon.coverage) >= COVERAGE_EPS
+    obj = np.where(covered, obj, 0).astype(np.complex64)
+    timings = dict(recon.timings)
+    timings['refine_s'] = float(seconds)
+    logger.info('Refinement: %d epochs (probe %s), data residual %s -> %.4f, %.2f s',
+                problem.epochs, 'refined' if problem.refine_probe else 'fixed',
+                f'{losses[0]:.4f}' if losses else '-', losses[-1] if losses else float('nan'),
+                seconds)
+    return dataclasses.replace(recon, obj=obj, probe=out_probe,
+                               probe_refined=problem.refine_probe, losses=tuple(losses),
+                               timings=timings)
+
+
+def probe_error(probe: ArrayLike, reference: ArrayLike, *, lit: float = 0.01) -> float:
+    """Relative L2 distance of ``probe`` from ``reference`` after removing what the data
+    cannot tell apart: a sub-pixel shift, a linear phase ramp, a constant phase and a scale.
+
+    Counted where ``|reference|**2`` exceeds ``lit`` times its peak.
+    """
+    from ptycho.metrics import register_shift, remove_phase_ramp, shift_image
+
+    found = np.asarray(probe, np.complex128)
+    truth = np.asarray(reference, np.complex128)
+    if found.shape != truth.shape or found.ndim != 2:
+        raise ValueError(f'probe_error: expected two probes of one (N, N) shape, found '
+                         f'{found.shape} and {truth.shape}')
+    region = np.abs(truth) ** 2 >= lit * np.max(np.abs(truth) ** 2)
+    shift = register_shift(np.abs(found), np.abs(truth))
+    found, valid = shift_image(found, shift)
+    region &= valid
+    found, _ = remove_phase_ramp(found, truth, region)
+    f, t = found[region], truth[region]
+    scale = np.vdot(f, t) / max(np.vdot(f, f).real, 1e-300)
+    return float(np.linalg.norm(scale * f - t) / np.linalg.norm(t))

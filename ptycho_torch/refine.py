@@ -1,0 +1,98 @@
+"""Physics refinement after the network, in torch (see :mod:`ptycho.refinement`).
+
+The stitched object and (optionally) the probe are optimised by Adam on the scan's own
+amplitudes through :mod:`ptycho_torch.physics` (bilinear patch extraction, orthonormal far
+field). One step takes a mini-batch of patterns: patches are gathered in one indexing
+operation (its backward is a scatter-add into the canvas), so nothing loops per pattern.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ptycho import refinement
+from ptycho.config.config import InferenceConfig
+from ptycho.workflows.contract import Reconstruction
+from ptycho_torch import physics
+from ptycho_torch.inference import resolve_device
+
+_EPS = 1e-12
+"""Added to the far-field intensity under the square root (a finite gradient at zero)."""
+
+
+def _amplitude(obj: Tensor, probe: Tensor, positions: Tensor, N: int) -> Tensor:
+    spectrum = torch.fft.fft2(probe * physics.extract_patches(obj, positions, N), norm='ortho')
+    return torch.sqrt(spectrum.real.square() + spectrum.imag.square() + _EPS)
+
+
+def _shifted(D: Tensor) -> Tensor:
+    """Measured amplitudes in unshifted FFT order (saves an fftshift per step)."""
+    return torch.fft.ifftshift(D, dim=(-2, -1))
+
+
+def refine(scan: Any, recon: Reconstruction, config: InferenceConfig) -> Reconstruction:
+    """``recon`` refined on ``scan``'s data for ``config.refine_epochs`` epochs."""
+    tic = time.perf_counter()
+    problem = refinement.prepare(scan, recon, config)
+    device = resolve_device(config.device)
+    N = problem.N
+    D = _shifted(torch.from_numpy(problem.diffraction)).to(device)
+    mask = _shifted(torch.from_numpy(problem.mask)).to(device)
+    positions = torch.from_numpy(problem.positions).to(device)
+    canvas = torch.from_numpy(problem.canvas).to(device)
+    obj_re = canvas.real.clone().requires_grad_(True)
+    obj_im = canvas.imag.clone().requires_grad_(True)
+    probe = torch.from_numpy(problem.probe).to(device)
+
+    with torch.no_grad():  # least-squares amplitude scale of the probe, and the start residual
+        fit = torch.zeros(3, dtype=torch.float64, device=device)
+        for index in torch.arange(len(D), device=device).split(256):
+            A = _amplitude(canvas, probe, positions[index], N)
+            fit += torch.stack([(mask * A * D[index]).sum(), (mask * A * A).sum(),
+                                (mask * D[index] * D[index]).sum()]).double()
+        scale = float(fit[0] / fit[1])
+        start = float(torch.sqrt(torch.clamp(1 - fit[0] ** 2 / (fit[1] * fit[2]), min=0)))
+    peak = float(probe.abs().max()) * scale
+    unit = probe * (scale / peak)  # the probe in units of its peak: Adam's step is relative
+    power = float(unit.abs().square().sum())
+    pr = unit.real.clone().requires_grad_(problem.refine_probe)
+    pi = unit.imag.clone().requires_grad_(problem.refine_probe)
+    groups = [{'params': [obj_re, obj_im], 'lr': problem.object_lr}]
+    if problem.refine_probe:
+        groups.append({'params': [pr, pi], 'lr': problem.probe_lr})
+    optimizer = torch.optim.Adam(groups)
+    base = [group['lr'] for group in groups]
+    losses = [start]
+    step = 0
+    for epoch in problem.batches:
+        total = 0.0
+        for batch in epoch:
+            factor = problem.learning_rate_factor(step)
+            for group, lr in zip(optimizer.param_groups, base):
+                group['lr'] = lr * factor
+            index = torch.from_numpy(batch).to(device)
+            A = _amplitude(torch.complex(obj_re, obj_im), torch.complex(pr, pi) * peak,
+                           positions[index], N)
+            measured = D[index]
+            loss = (mask * (A - measured).square()).sum() / (mask * measured.square()).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if problem.refine_probe:
+                with torch.no_grad():
+                    norm = torch.sqrt(power / (pr.square() + pi.square()).sum())
+                    pr.mul_(norm)
+                    pi.mul_(norm)
+            total += float(loss.detach()) * len(batch)
+            step += 1
+        losses.append(float(np.sqrt(total / len(D))))
+    with torch.no_grad():
+        obj = torch.complex(obj_re, obj_im).cpu().numpy()
+        refined_probe = (torch.complex(pr, pi) * peak).cpu().numpy()
+    return refinement.finish(problem, recon, obj, refined_probe, losses,
+                             time.perf_counter() - tic)
