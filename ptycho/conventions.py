@@ -72,14 +72,14 @@ def dc_shares(diffraction: NDArray) -> tuple[float, float]:
     """Shares of the mean pattern's energy within ``DC_RADIUS * N`` of the array centre
     ``(N/2, N/2)`` and of its corners (distance measured with wrap-around)."""
     stack = np.asarray(diffraction)
-    mean = np.zeros(stack.shape[-2:], dtype=np.float64)
+    H, W = int(stack.shape[-2]), int(stack.shape[-1])
+    mean = np.zeros((H, W), dtype=np.float64)
     for start in range(0, stack.shape[0], 256):
         chunk = np.asarray(stack[start:start + 256], dtype=np.float64)
         mean += np.sum(chunk * chunk, axis=0)
     total = float(mean.sum())
     if total <= 0:
         return 0.0, 0.0
-    H, W = mean.shape
     rows = np.arange(H)[:, None]
     cols = np.arange(W)[None, :]
     radius = DC_RADIUS * min(H, W)
