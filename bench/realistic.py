@@ -10,15 +10,22 @@ the time budget are given):
     ptychopinn train --train-data TRAIN.npz --output-dir RUN --backend X --max-minutes M
     ptychopinn infer --model RUN/wts.h5.zip --test-data TEST.npz --output-dir INFER
 
-and scores ``INFER/recon.npz`` against the test scan's truth with the scoring of
+(``--epochs N`` trains a fixed number of epochs instead of a time budget, so that settings
+compare independently of the machine's load; ``--train-args`` / ``--infer-args`` add flags,
+e.g. candidate defaults; ``--refine-epochs K`` also infers with ``--refine_epochs K`` and
+scores that too) and scores ``INFER/recon.npz`` against the test scan's truth with the scoring of
 ``bench/compare_ptychi.py`` (lit region of the given scan, covered pixels, sub-pixel
 registration, constant phase and linear phase ramp removed: ``ptycho.metrics.
 evaluate_reconstruction(remove_ramp=True)``). Prints a table; writes one JSON per preset and
-backend, ``bench/results/realistic_<preset>_<backend>.json``.
+backend, ``bench/results/realistic_<preset>_<backend>[_<tag>].json``, with the seconds,
+CPU-seconds and 1-min load average of every epoch (read as the CLI logs each epoch) and, from
+the CPU-seconds, an ESTIMATE of the epochs that fit in 10 minutes on a quiet 2-core machine.
 
     nice -n 10 .venv/bin/python bench/realistic.py                       # acceptance grid
     nice -n 10 .venv/bin/python bench/realistic.py --presets siemens-weak-64-1e6 \\
         --backends pytorch --minutes 3
+    nice -n 10 .venv/bin/python bench/realistic.py --presets siemens-weak-64-1e6 \\
+        --backends pytorch --epochs 15 --refine-epochs 20 --tag gs2 --train-args "--gridsize 2"
     nice -n 10 .venv/bin/python bench/realistic.py --objects lines texture --N 128 \\
         --photons 1e4 --data-only
 
@@ -34,6 +41,8 @@ import itertools
 import json
 import logging
 import os
+import re
+import resource
 import shlex
 import subprocess
 import sys
@@ -50,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # as compare_ptychi: the CLI inherits it
 
-from compare_ptychi import COLUMNS, illumination, lit_region, score  # noqa: E402
+from compare_ptychi import illumination, lit_region, score  # noqa: E402
 
 logger = logging.getLogger('bench.realistic')
 
@@ -64,18 +73,65 @@ PHOTONS = ('1e4', '1e5', '1e6')
 ACCEPTANCE = {'phase_ssim': 0.90, 'amp_ssim': 0.85}  # at 1e6 photons
 
 
+#: Seconds ``ptychopinn train`` spends before its first epoch on a quiet machine (imports,
+#: data, back-projection input); taken off the 10 minutes in the epoch estimate.
+QUIET_STARTUP_S = 20.0
+QUIET_MINUTES = 10.0
+#: A line the CLI logs at the end of an epoch: PyTorch ``epoch 3: ...``, TF ``epoch 4/50: ...``.
+EPOCH_LINE = re.compile(r'\bepoch (\d+)(?:/\d+)?: ')
+
+
+@dataclass
+class EpochClock:
+    """When each epoch ended, as the training process logged it: wall and CPU seconds since
+    the process started, and the 1-min load average then (the machine is shared)."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    load: list[float] = field(default_factory=list)
+
+    def per_epoch(self) -> dict[str, Any]:
+        """Median seconds and CPU-seconds per epoch after the first (which also pays for
+        compilation and warm-up), the load beside them, and the ESTIMATE of the epochs in
+        10 quiet minutes: CPU-seconds per epoch spread over 2 cores (a process alone on the
+        machine keeps both busy), start-up taken off."""
+        if len(self.wall) < 2:
+            return {'epochs_timed': len(self.wall)}
+        wall = float(np.median(np.diff(self.wall)))
+        cpu = float(np.median(np.diff(self.cpu))) if len(self.cpu) == len(self.wall) else None
+        out: dict[str, Any] = {
+            'epochs_timed': len(self.wall), 'seconds_per_epoch': round(wall, 2),
+            'first_epoch_seconds': round(self.wall[0], 1),
+            'load_1min_during_epochs': [round(min(self.load), 2), round(max(self.load), 2)],
+        }
+        if cpu is not None and cpu > 0:
+            quiet = cpu / 2
+            out.update(cpu_seconds_per_epoch=round(cpu, 2),
+                       quiet_seconds_per_epoch_estimate=round(quiet, 2),
+                       epochs_in_10_quiet_minutes_estimate=int(
+                           (QUIET_MINUTES * 60 - QUIET_STARTUP_S) // quiet))
+        return out
+
+
 @dataclass
 class RunResult:
-    """One preset, one backend: timings, what the CLI said, the scores."""
+    """One preset, one backend, one setting: timings, what the CLI said, the scores."""
 
     preset: str
     backend: str
+    tag: str = ''
+    train_args: list[str] = field(default_factory=list)
+    infer_args: list[str] = field(default_factory=list)
     train_seconds: float = float('nan')
+    train_cpu_seconds: float = float('nan')
     infer_seconds: float = float('nan')
+    refined_infer_seconds: float = float('nan')
     load_at_train: float = float('nan')
     load_at_infer: float = float('nan')
     epochs: int | None = None
+    clock: EpochClock = field(default_factory=EpochClock)
     metrics: dict[str, float] = field(default_factory=dict)
+    metrics_refined: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -103,18 +159,43 @@ def write_scans(preset: str, data_dir: Path, force: bool = False) -> tuple[Path,
     return paths[0], paths[1]
 
 
-def _cli(*words: str | Path, log: Path) -> float:
-    """Run ``ptychopinn WORDS`` (this interpreter's package); seconds; output to ``log``."""
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its threads (Linux ``/proc``); NaN
+    where ``/proc`` is not there."""
+    try:
+        fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    except OSError:
+        return float('nan')
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def _cli(*words: str | Path, log: Path, clock: EpochClock | None = None
+         ) -> tuple[float, float]:
+    """Run ``ptychopinn WORDS`` (this interpreter's package), its output to ``log``; wall and
+    CPU seconds. With ``clock``, every epoch line the CLI logs is timed as it arrives."""
     command = [sys.executable, '-m', 'ptycho.cli', *(str(w) for w in words)]
     logger.info('$ %s', shlex.join(command))
+    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}  # epoch lines arrive when logged
     tic = time.perf_counter()
-    with open(log, 'w') as handle:
-        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with open(log, 'w') as handle, subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
+            text=True) as child:
+        assert child.stdout is not None
+        for line in child.stdout:
+            handle.write(line)
+            if clock is not None and EPOCH_LINE.search(line):
+                clock.wall.append(time.perf_counter() - tic)
+                clock.cpu.append(_cpu_seconds(child.pid))
+                clock.load.append(os.getloadavg()[0])
+        returncode = child.wait()
     seconds = time.perf_counter() - tic
-    if done.returncode != 0:
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if returncode != 0:
         tail = log.read_text()[-3000:]
-        raise RuntimeError(f'{shlex.join(command)} failed ({done.returncode}); log {log}:\n{tail}')
-    return seconds
+        raise RuntimeError(f'{shlex.join(command)} failed ({returncode}); log {log}:\n{tail}')
+    return seconds, cpu
 
 
 def score_run(recon_path: Path, test_path: Path, lit_fraction: float) -> tuple[dict[str, float],
@@ -144,18 +225,43 @@ def score_run(recon_path: Path, test_path: Path, lit_fraction: float) -> tuple[d
                      'origin_xy': list(recon.origin_xy)}
 
 
-def run_one(preset: str, backend: str, train_path: Path, test_path: Path, minutes: float,
+@dataclass(frozen=True)
+class RunPlan:
+    """What every run of one invocation shares: the training length, the extra flags."""
+
+    minutes: float | None
+    epochs: int | None
+    train_args: tuple[str, ...] = ()
+    infer_args: tuple[str, ...] = ()
+    refine_epochs: int = 0
+    tag: str = ''
+
+    def training_flags(self) -> list[str]:
+        if self.epochs is not None:
+            return ['--nepochs', str(self.epochs)]
+        return ['--max-minutes', f'{self.minutes:g}']
+
+    def describe(self) -> str:
+        length = (f'--nepochs {self.epochs}' if self.epochs is not None
+                  else f'--max-minutes {self.minutes:g}')
+        extra = ''.join(f'; {what} {shlex.join(flags)}' for what, flags in
+                        (('train', self.train_args), ('infer', self.infer_args)) if flags)
+        return f'ptychopinn train/infer defaults; {length}{extra}'
+
+
+def run_one(preset: str, backend: str, train_path: Path, test_path: Path, plan: RunPlan,
             work: Path, lit_fraction: float) -> RunResult:
-    """Train through the CLI (defaults, ``minutes`` budget), infer on the test scan, score."""
-    result = RunResult(preset, backend)
-    run_dir = work / 'runs' / preset / backend
+    """Train through the CLI (defaults + the plan's flags), infer on the test scan (network
+    alone, then refined when the plan says so), score."""
+    result = RunResult(preset, backend, plan.tag, list(plan.train_args), list(plan.infer_args))
+    run_dir = work / 'runs' / preset / (f'{backend}_{plan.tag}' if plan.tag else backend)
     train_dir, infer_dir = run_dir / 'train', run_dir / 'infer'
     train_dir.mkdir(parents=True, exist_ok=True)
     infer_dir.mkdir(parents=True, exist_ok=True)
     result.load_at_train = round(os.getloadavg()[0], 2)
-    result.train_seconds = _cli('train', '--train-data', train_path, '--output-dir', train_dir,
-                                '--backend', backend, '--max-minutes', f'{minutes:g}',
-                                log=run_dir / 'train.log')
+    result.train_seconds, result.train_cpu_seconds = _cli(
+        'train', '--train-data', train_path, '--output-dir', train_dir, '--backend', backend,
+        *plan.training_flags(), *plan.train_args, log=run_dir / 'train.log', clock=result.clock)
     bundle = train_dir / 'wts.h5.zip'
     if not bundle.exists():
         raise RuntimeError(f'{backend}: training left no bundle {bundle}')
@@ -165,25 +271,45 @@ def run_one(preset: str, backend: str, train_path: Path, test_path: Path, minute
         result.epochs = len(losses)
         result.info['train_loss_last'] = losses[-1] if losses else None
     result.load_at_infer = round(os.getloadavg()[0], 2)
-    result.infer_seconds = _cli('infer', '--model', bundle, '--test-data', test_path,
-                                '--output-dir', infer_dir, log=run_dir / 'infer.log')
+    result.infer_seconds, _ = _cli('infer', '--model', bundle, '--test-data', test_path,
+                                   '--output-dir', infer_dir, *plan.infer_args,
+                                   log=run_dir / 'infer.log')
     result.metrics, scoring = score_run(infer_dir / 'recon.npz', test_path, lit_fraction)
+    if plan.refine_epochs > 0:
+        refined_dir = run_dir / f'infer_refine{plan.refine_epochs}'
+        refined_dir.mkdir(parents=True, exist_ok=True)
+        result.refined_infer_seconds, _ = _cli(
+            'infer', '--model', bundle, '--test-data', test_path, '--output-dir', refined_dir,
+            *plan.infer_args, '--refine_epochs', str(plan.refine_epochs),
+            log=run_dir / 'infer_refined.log')
+        result.metrics_refined, _ = score_run(refined_dir / 'recon.npz', test_path, lit_fraction)
     result.info.update(scoring=scoring, run_dir=_shown(run_dir))
     return result
 
 
+TABLE_METRICS = (('amp_ssim', 'amp'), ('phase_ssim', 'phase'))
+
+
 def table(results: list[RunResult]) -> str:
-    """One row per preset and backend; seconds of the CLI processes, start-up included."""
-    metric_columns = [c for c in COLUMNS if c[0] not in ('seconds', 'load')]
-    head = (f'{"preset":<22}{"backend":<11}{"train s":>8}{"infer s":>8}{"epochs":>7}'
-            + ' '.join(f'{h:>{len(f.format(0))}}' for _, h, f in metric_columns) + '  load')
+    """One row per run: seconds of the CLI processes (start-up included), seconds and
+    CPU-seconds per epoch with the load beside them, SSIM of the network alone and refined."""
+    head = (f'{"preset":<21}{"backend":<11}{"tag":<14}{"epochs":>6}{"train s":>8}{"s/ep":>6}'
+            f'{"cpu/ep":>7}{"load":>10}{"infer s":>8}  {"SSIM net amp/ph":>15}'
+            f'  {"refined amp/ph":>14}{"refine s":>9}')
     lines = [head, '-' * len(head)]
     for r in results:
-        lines.append(f'{r.preset:<22}{r.backend:<11}{r.train_seconds:8.0f}{r.infer_seconds:8.1f}'
-                     f'{r.epochs if r.epochs is not None else -1:7d}'
-                     + ' '.join(f.format(r.metrics.get(k, float('nan')))
-                                for k, _, f in metric_columns)
-                     + f'  {r.load_at_train:.2f}/{r.load_at_infer:.2f}')
+        timing = r.clock.per_epoch()
+        load = timing.get('load_1min_during_epochs', [r.load_at_train] * 2)
+        net = '/'.join(f'{r.metrics.get(k, float("nan")):.3f}' for k, _ in TABLE_METRICS)
+        refined = ('/'.join(f'{r.metrics_refined.get(k, float("nan")):.3f}'
+                            for k, _ in TABLE_METRICS) if r.metrics_refined else '-')
+        lines.append(
+            f'{r.preset:<21}{r.backend:<11}{r.tag or "-":<14}'
+            f'{r.epochs if r.epochs is not None else -1:6d}{r.train_seconds:8.0f}'
+            f'{timing.get("seconds_per_epoch", float("nan")):6.1f}'
+            f'{timing.get("cpu_seconds_per_epoch", float("nan")):7.1f}'
+            f'{f"{load[0]:.1f}-{load[1]:.1f}":>10}{r.infer_seconds:8.1f}  {net:>15}'
+            f'  {refined:>14}{r.refined_infer_seconds:9.1f}')
     return '\n'.join(lines)
 
 
@@ -218,8 +344,25 @@ def main(argv: list[str] | None = None) -> int:
                         choices=PATCH_SIZES)
     parser.add_argument('--photons', nargs='*', default=['1e4', '1e6'], choices=PHOTONS)
     parser.add_argument('--backends', nargs='*', default=list(BACKENDS), choices=BACKENDS)
-    parser.add_argument('--minutes', type=float, default=10.0,
-                        help='training budget per backend (ptychopinn train --max-minutes)')
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument('--minutes', type=float, default=None,
+                        help='training budget per backend (ptychopinn train --max-minutes; '
+                             'default 10)')
+    length.add_argument('--epochs', type=int, default=None,
+                        help='train exactly this many epochs (ptychopinn train --nepochs) '
+                             'instead of a time budget: comparisons that do not depend on '
+                             "the machine's load")
+    parser.add_argument('--train-args', default='',
+                        help='extra ptychopinn train flags, one shell-quoted string, e.g. '
+                             '"--gridsize 2 --amp_activation softplus" (recorded in the JSON)')
+    parser.add_argument('--infer-args', default='',
+                        help='extra ptychopinn infer flags, one shell-quoted string')
+    parser.add_argument('--refine-epochs', type=int, default=0,
+                        help='also infer with --refine_epochs K and score that (0: only the '
+                             'network, or whatever --infer-args say)')
+    parser.add_argument('--tag', default='',
+                        help='names this setting: runs/<preset>/<backend>_<tag>, '
+                             'realistic_<preset>_<backend>_<tag>.json')
     parser.add_argument('--work', type=Path, default=WORK,
                         help='data and run folders (default: bench/results/quick/realistic)')
     parser.add_argument('--data-only', action='store_true',
@@ -229,8 +372,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--lit-fraction', type=float, default=0.1)
     parser.add_argument('--results', type=Path, default=RESULTS, help='where the JSON go')
     args = parser.parse_args(argv)
-    if not args.minutes > 0:
-        parser.error('--minutes must be > 0')
+    if args.epochs is None and args.minutes is None:
+        args.minutes = 10.0
+    if args.minutes is not None and not args.minutes > 0:
+        parser.error(f'--minutes must be > 0, found {args.minutes}')
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f'--epochs must be >= 1, found {args.epochs}')
+    if args.refine_epochs < 0:
+        parser.error(f'--refine-epochs must be >= 0, found {args.refine_epochs}')
+    if args.tag and not re.fullmatch(r'[\w.-]+', args.tag):
+        parser.error(f'--tag: letters, digits, _ . - only, found {args.tag!r}')
+    try:
+        plan = RunPlan(args.minutes, args.epochs, tuple(shlex.split(args.train_args)),
+                       tuple(shlex.split(args.infer_args)), args.refine_epochs, args.tag)
+    except ValueError as error:
+        parser.error(f'--train-args/--infer-args: {error}')
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(name)s: %(message)s')
     command = shlex.join(['.venv/bin/python', 'bench/realistic.py',
                           *(sys.argv[1:] if argv is None else argv)])
@@ -248,17 +404,23 @@ def main(argv: list[str] | None = None) -> int:
     for preset in presets:
         train_path, test_path = scans[preset]
         for backend in args.backends:
-            result = run_one(preset, backend, train_path, test_path, args.minutes, args.work,
+            result = run_one(preset, backend, train_path, test_path, plan, args.work,
                              args.lit_fraction)
             results.append(result)
             report = {
-                'preset': preset, 'backend': backend, 'command': command,
-                'settings': 'ptychopinn train/infer defaults; --max-minutes '
-                            f'{args.minutes:g}',
+                'preset': preset, 'backend': backend, 'tag': plan.tag, 'command': command,
+                'settings': plan.describe(),
+                'train_args': list(plan.train_args), 'infer_args': list(plan.infer_args),
+                'epochs_requested': plan.epochs, 'minutes_budget': plan.minutes,
                 'train_data': _shown(train_path), 'test_data': _shown(test_path),
                 'train_seconds': round(result.train_seconds, 1),
+                'train_cpu_seconds': round(result.train_cpu_seconds, 1),
                 'infer_seconds': round(result.infer_seconds, 2),
                 'epochs': result.epochs,
+                'timing': {**result.clock.per_epoch(),
+                           'note': 'medians over epochs 2..; the quiet figures are an '
+                                   'ESTIMATE (CPU-seconds per epoch / 2 cores, '
+                                   f'{QUIET_STARTUP_S:g} s start-up), not a measurement'},
                 'load_average_1min_at_train': result.load_at_train,
                 'load_average_1min_at_infer': result.load_at_infer,
                 'cpu_count': os.cpu_count(), 'acceptance_1e6': verdict(result),
@@ -267,15 +429,22 @@ def main(argv: list[str] | None = None) -> int:
                            'reconstruction; registration, constant phase and linear phase '
                            'ramp removed (ptycho.metrics.evaluate_reconstruction, '
                            'remove_ramp=True)',
-                'metrics': result.metrics, **result.info,
+                'metrics': result.metrics,
+                'refine_epochs': plan.refine_epochs,
+                'metrics_refined': result.metrics_refined or None,
+                'refined_infer_seconds': (round(result.refined_infer_seconds, 2)
+                                          if result.metrics_refined else None),
+                **result.info,
             }
-            out = args.results / f'realistic_{preset}_{backend}.json'
+            suffix = f'_{plan.tag}' if plan.tag else ''
+            out = args.results / f'realistic_{preset}_{backend}{suffix}.json'
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_suffix('.json.tmp')
             tmp.write_text(json.dumps(report, indent=2, default=float))
             os.replace(tmp, out)
             print(f'wrote {out}')
-    print('\nUnseen test scan, scored (shift, constant phase and phase ramp removed; lit region)')
+    print('\nUnseen test scan, scored (shift, constant phase and phase ramp removed; lit region);'
+          f' refined: infer --refine_epochs {plan.refine_epochs}')
     print(table(results))
     for r in results:
         if verdict(r) is not None:
