@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ptycho import physics
-from ptycho.metrics import FRCCurve, frc_curve
+from ptycho.metrics import FRCCurve, frc_curve, remove_phase_ramp
 
 logger = logging.getLogger(__name__)
 
@@ -206,36 +206,67 @@ class HalfScanFRC:
     n_pixels: int
     box: tuple[int, int, int, int]
     """(row0, row1, col0, col1) of the compared window on the canvas."""
+    phase_plane: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Phase plane of the second half relative to the first, removed before the FRC: (offset
+    rad, ramp rad/px along rows, along columns)."""
 
     def summary(self, pixel_size_m: float | None = None) -> dict[str, Any]:
         """Half-bit crossings (cycles/px) and the resolution they mean, per image."""
-        out: dict[str, Any] = {'n_pixels': self.n_pixels, 'box_rows_cols': list(self.box)}
+        offset, ramp_y, ramp_x = self.phase_plane
+        out: dict[str, Any] = {'n_pixels': self.n_pixels, 'box_rows_cols': list(self.box),
+                               'phase_offset': offset, 'phase_ramp_y': ramp_y,
+                               'phase_ramp_x': ramp_x}
         for name, curve in (('amp', self.amp), ('phase', self.phase)):
             out.update(resolution(curve, name, pixel_size_m))
         return out
 
 
+RECOVERY_RINGS = 3
+"""Consecutive rings above the half-bit curve, after the first crossing, that count as the
+curve recovering (a large-scale disagreement of the halves, not a resolution limit)."""
+
+
 def resolution(curve: FRCCurve, name: str, pixel_size_m: float | None = None
                ) -> dict[str, float | None]:
-    """The half-bit crossing of ``curve`` as ``{name}_frc_halfbit`` (cycles/px) and the
+    """The first half-bit crossing of ``curve`` as ``{name}_frc_halfbit`` (cycles/px) and the
     full-period resolution ``{name}_resolution_px = 1 / crossing`` (None when nothing is
-    resolved); in metres too when ``pixel_size_m`` is known. Never crossing = Nyquist, 2 px."""
+    resolved); in metres too when ``pixel_size_m`` is known. Never crossing = Nyquist, 2 px.
+
+    ``{name}_frc_recovers_to``: when the curve comes back above half-bit for at least
+    :data:`RECOVERY_RINGS` rings after the first crossing, the frequency where that stretch
+    ends (the halves agree on fine detail but not on large scales: phase jumps between
+    regions, say); else None.
+    """
     crossing = curve.crossing('halfbit')
     period = 1.0 / crossing if crossing > 0 else None
     out: dict[str, float | None] = {f'{name}_frc_halfbit': crossing,
-                                    f'{name}_resolution_px': period}
+                                    f'{name}_resolution_px': period,
+                                    f'{name}_frc_recovers_to': _recovery(curve, crossing)}
     if pixel_size_m:
         out[f'{name}_resolution_m'] = None if period is None else period * pixel_size_m
     return out
 
 
+def _recovery(curve: FRCCurve, crossing: float) -> float | None:
+    """End of the last run of >= RECOVERY_RINGS rings above half-bit beyond ``crossing``."""
+    above = (curve.frc >= curve.halfbit) & (curve.frequency > crossing)
+    end = None
+    run = 0
+    for i, flag in enumerate(above):
+        run = run + 1 if flag else 0
+        if run >= RECOVERY_RINGS:
+            end = float(curve.frequency[i])
+    return end
+
+
 def half_scan_frc(obj_a: ArrayLike, obj_b: ArrayLike, mask: ArrayLike) -> HalfScanFRC:
     """FRC of two complex reconstructions on one canvas over ``mask`` (pixels both cover).
 
-    The global phase of ``obj_b`` is matched to ``obj_a`` (an ambiguity, not a difference);
-    both are cut to the bounding box of ``mask`` and pixels outside it take the image's mean
-    over the mask, so the window and mean removal of :func:`ptycho.metrics.frc_curve` see
-    no edge.
+    The constant phase and linear phase ramp of ``obj_b`` relative to ``obj_a`` are removed
+    (:func:`ptycho.metrics.remove_phase_ramp`: ambiguities of ptychography, not differences
+    of the halves; the same removal as the scoring against ground truth); both are cut to
+    the bounding box of ``mask`` and pixels outside it take the image's mean over the mask,
+    so the window and mean removal of :func:`ptycho.metrics.frc_curve` see no edge.
     """
     a = np.asarray(obj_a, dtype=np.complex128)
     b = np.asarray(obj_b, dtype=np.complex128)
@@ -246,9 +277,7 @@ def half_scan_frc(obj_a: ArrayLike, obj_b: ArrayLike, mask: ArrayLike) -> HalfSc
     if region.sum() < 16:
         raise ValueError(f'half_scan_frc: the halves share {int(region.sum())} reconstructed '
                          f'pixels; expected at least 16 (is the scan too sparse to halve?)')
-    overlap = np.vdot(b[region], a[region])
-    if abs(overlap) > 0:
-        b = b * (overlap / abs(overlap))
+    b, plane = remove_phase_ramp(b, a, region)
     rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
     box = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
     window = (slice(box[0], box[1]), slice(box[2], box[3]))
@@ -261,4 +290,4 @@ def half_scan_frc(obj_a: ArrayLike, obj_b: ArrayLike, mask: ArrayLike) -> HalfSc
     amp_a, amp_b = filled(np.abs(a)), filled(np.abs(b))
     phase_a, phase_b = filled(np.angle(a)), filled(np.angle(b))
     return HalfScanFRC(frc_curve(amp_a, amp_b), frc_curve(phase_a, phase_b),
-                       int(region.sum()), box)
+                       int(region.sum()), box, plane)

@@ -199,6 +199,12 @@ def _say_frc(summary: dict[str, Any]) -> None:
         f'{summary["amp_frc_halfbit"]:.3f}, phase {summary["phase_frc_halfbit"]:.3f} '
         f'cycles/px; resolution (full period) amplitude '
         f'{period(summary["amp_resolution_px"])}, phase {period(summary["phase_resolution_px"])}')
+    for name in ('amp', 'phase'):
+        recovered = summary[f'{name}_frc_recovers_to']
+        if recovered is not None:
+            say(f'  {name}: the FRC comes back above half-bit up to {recovered:.3f} cycles/px '
+                f'(the halves agree on finer detail than on large scales: phase jumps or '
+                f'blocks that differ between them)')
 
 
 def _write(output_dir: Path, results: dict[str, Any], residual: Any, frc: Any,

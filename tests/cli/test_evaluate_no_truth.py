@@ -74,12 +74,30 @@ def test_frc_of_an_image_with_itself_is_one_and_of_independent_noise_about_zero(
     obj = np.exp(1j * rng.random((80, 80))) * (0.5 + rng.random((80, 80)))
     mask = np.zeros((80, 80), bool)
     mask[10:70, 5:75] = True
-    same = half_scan_frc(obj, obj * np.exp(1.3j), mask)  # a global phase is no difference
+    rows, cols = np.indices(obj.shape)
+    ramp = np.exp(1j * (1.3 + 0.05 * rows - 0.08 * cols))  # constant phase and ramp: ambiguities
+    same = half_scan_frc(obj, obj * ramp, mask)
+    np.testing.assert_allclose(same.phase_plane, (1.3, 0.05, -0.08), atol=1e-9)
     assert same.summary()['phase_frc_halfbit'] == 0.5  # Nyquist: never below half-bit
     assert same.summary()['phase_resolution_px'] == 2.0
     assert same.box == (10, 70, 5, 75)
+    assert same.summary()['phase_frc_recovers_to'] is None
     other = half_scan_frc(obj, np.exp(1j * rng.random((80, 80))), mask)
     assert other.summary()['phase_frc_halfbit'] < 0.1
+
+
+def test_a_curve_that_dips_then_recovers_is_reported_both_ways() -> None:
+    from ptycho.metrics import FRCCurve
+    from ptycho.no_truth import resolution
+
+    frequency = np.arange(1, 11) / 20
+    frc = np.array([0.9, 0.1, 0.8, 0.8, 0.8, 0.8, 0.1, 0.1, 0.1, 0.1])
+    curve = FRCCurve(frequency, frc, np.full(10, 0.3), np.full(10, 100))
+    found = resolution(curve, 'phase', pixel_size_m=1e-8)
+    assert found['phase_frc_halfbit'] == pytest.approx(0.05 + 0.05 * 0.6 / 0.8)
+    assert found['phase_resolution_px'] == pytest.approx(1 / found['phase_frc_halfbit'])
+    assert found['phase_resolution_m'] == pytest.approx(1e-8 * found['phase_resolution_px'])
+    assert found['phase_frc_recovers_to'] == pytest.approx(0.30)
 
 
 def test_scan_halves_interleave() -> None:
