@@ -3,10 +3,10 @@
 A trained model reconstructs the unseen test scan of a realistic preset
 (:data:`ptycho.simulation.REALISTIC_PRESETS`: experimental probe given as a perturbed guess,
 1 px position errors, bad pixels, 500 positions), then ``contract.reconstruct`` refines the
-network's image on the scan's own data for 0 (network alone), 5, 10, 20, 40 epochs, with the
-probe held and refined; the same refinement from a flat object (no network) is the
-reference for what the network's start is worth. Each row: wall time of the whole
-reconstruction (network + refinement, model warm), the scoring of ``bench/realistic.py``
+network's image on the scan's own data for 0 (network alone), 5, 10, 20, 40 epochs: the
+object alone, with the probe, with the probe and the positions; the same refinement from a
+flat object (no network) is the reference for what the network's start is worth. Each row:
+wall time of the whole reconstruction (network + refinement, model warm), the scoring of ``bench/realistic.py``
 (lit region, registration, constant phase and phase ramp removed), the data residual
 before/after and the probe error against the TRUE probe (``ptycho.refinement.probe_error``:
 after shift, ramp, phase and scale). Prints a table; JSON in
@@ -82,15 +82,16 @@ def run(bundle: Path, preset: str, epochs: list[int], repeat_flat: bool) -> dict
         reconstruct(backend, model, scan, base)  # warm-up: graphs, caches
         network = None
         for n_epochs in epochs:
-            for refine_probe in ((False,) if n_epochs == 0 else (False, True)):
+            for what in (('',) if n_epochs == 0 else ('object', 'probe', 'probe+positions')):
                 config = dataclasses.replace(base, refine_epochs=n_epochs,
-                                             refine_probe=refine_probe)
+                                             refine_probe='probe' in what,
+                                             refine_positions='positions' in what)
                 load = os.getloadavg()[0]
                 tic = time.perf_counter()
                 result = reconstruct(backend, model, scan, config)
                 seconds = time.perf_counter() - tic
                 name = ('network alone' if n_epochs == 0 else
-                        f'network + {n_epochs} ep, probe {"refined" if refine_probe else "held"}')
+                        f'network + {n_epochs} ep: {what}')
                 rows.append(_row(name, result, seconds, load, scan, test_path, simulated.probe,
                                  work))
                 print(_format(rows[-1]), flush=True)
@@ -99,12 +100,13 @@ def run(bundle: Path, preset: str, epochs: list[int], repeat_flat: bool) -> dict
         if repeat_flat and network is not None and max(epochs) > 0:
             covered = network.coverage >= COVERAGE_EPS
             flat = dataclasses.replace(network, obj=np.where(covered, 1, 0).astype(np.complex64))
-            config = dataclasses.replace(base, refine_epochs=max(epochs), refine_probe=True)
+            config = dataclasses.replace(base, refine_epochs=max(epochs), refine_probe=True,
+                                         refine_positions=True)
             load = os.getloadavg()[0]
             tic = time.perf_counter()
             result = backend.refine(scan, flat, config)
             seconds = time.perf_counter() - tic
-            rows.append(_row(f'flat start + {max(epochs)} ep, probe refined (no network)',
+            rows.append(_row(f'flat start + {max(epochs)} ep: probe+positions',
                              result, seconds, load, scan, test_path, simulated.probe, work))
             print(_format(rows[-1]), flush=True)
     return {'preset': preset, 'backend': backend.name, 'bundle': str(bundle),

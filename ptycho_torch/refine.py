@@ -1,6 +1,6 @@
 """Physics refinement after the network, in torch (see :mod:`ptycho.refinement`).
 
-The stitched object and (optionally) the probe are optimised by Adam on the scan's own
+The stitched object and (optionally) the probe and position corrections are optimised by Adam on the scan's own
 amplitudes through :mod:`ptycho_torch.physics` (bilinear patch extraction, orthonormal far
 field). One step takes a mini-batch of patterns: patches are gathered in one indexing
 operation (its backward is a scatter-add into the canvas), so nothing loops per pattern.
@@ -65,6 +65,9 @@ def refine(scan: Any, recon: Reconstruction, config: InferenceConfig) -> Reconst
     groups = [{'params': [obj_re, obj_im], 'lr': problem.object_lr}]
     if problem.refine_probe:
         groups.append({'params': [pr, pi], 'lr': problem.probe_lr})
+    delta = torch.zeros_like(positions).requires_grad_(problem.refine_positions)
+    if problem.refine_positions:
+        groups.append({'params': [delta], 'lr': problem.position_lr})
     optimizer = torch.optim.Adam(groups)
     base = [group['lr'] for group in groups]
     losses = [start]
@@ -77,17 +80,19 @@ def refine(scan: Any, recon: Reconstruction, config: InferenceConfig) -> Reconst
                 group['lr'] = lr * factor
             index = torch.from_numpy(batch).to(device)
             A = _amplitude(torch.complex(obj_re, obj_im), torch.complex(pr, pi) * peak,
-                           positions[index], N)
+                           positions[index] + delta[index], N)
             measured = D[index]
             loss = (mask * (A - measured).square()).sum() / (mask * measured.square()).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if problem.refine_probe:
-                with torch.no_grad():
+            with torch.no_grad():
+                if problem.refine_probe:
                     norm = torch.sqrt(power / (pr.square() + pi.square()).sum())
                     pr.mul_(norm)
                     pi.mul_(norm)
+                if problem.refine_positions:
+                    delta.sub_(delta.mean(dim=0))
             total += float(loss.detach()) * len(batch)
             step += 1
         losses.append(float(np.sqrt(total / len(D))))

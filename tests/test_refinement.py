@@ -96,7 +96,7 @@ def test_probe_error_ignores_what_the_data_cannot_fix() -> None:
 
 @pytest.mark.parametrize('field, value', [('refine_epochs', -1), ('refine_epochs', 2.5),
                                           ('refine_epochs', True), ('refine_probe', 'yes'),
-                                          ('refine_probe', 1)])
+                                          ('refine_probe', 1), ('refine_positions', None)])
 def test_bad_refinement_settings_are_refused_by_name(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=f'InferenceConfig.{field}: expected ') as info:
         InferenceConfig(**{field: value})

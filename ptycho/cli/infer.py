@@ -55,7 +55,8 @@ def load_model(model_dir: Path, config: InferenceConfig) -> tuple[Any, Any, Infe
                                       sequential_sampling=config.sequential_sampling,
                                       device=config.device, debug=config.debug,
                                       refine_epochs=config.refine_epochs,
-                                      refine_probe=config.refine_probe)
+                                      refine_probe=config.refine_probe,
+                                      refine_positions=config.refine_positions)
     return backend, model, run_config
 
 

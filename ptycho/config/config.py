@@ -491,14 +491,19 @@ class InferenceConfig(_RunConfig):
         metadata={'setting': Setting('Device', 'Device'),
                   'help': "where reconstruction runs: 'auto' (a GPU when there is one), 'cpu', "
                           "'cuda' or 'cuda:N' (the GPU with index N)"})
-    refine_epochs: int = field(default=0,
+    refine_epochs: int = field(default=20,
         metadata={'setting': Setting('RefineEpochs', 'Refinement Epochs'),
                   'help': 'epochs of physics refinement after the network: the stitched object '
-                          '(and probe) optimised on the scan\'s own diffraction data; 0 = off'})
+                          '(and probe, positions) optimised on the scan\'s own diffraction data '
+                          '(bench/refine.py); 0 = off, the network\'s image as it is'})
     refine_probe: bool = field(default=True,
         metadata={'setting': Setting('RefineProbe', 'Refine Probe'),
                   'help': 'optimise the probe with the object during refinement (the given '
                           'probe is an estimate); the refined probe is written with the object'})
+    refine_positions: bool = field(default=True,
+        metadata={'setting': Setting('RefinePositions', 'Refine Positions'),
+                  'help': 'correct each scan position during refinement (given positions are '
+                          'off by about a pixel on real scans); their mean shift is held at 0'})
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -522,6 +527,7 @@ class InferenceConfig(_RunConfig):
             _fail(name, 'device', "'auto', 'cpu', 'cuda' or 'cuda:N'", self.device)
         _check_int(name, 'refine_epochs', self.refine_epochs, 0)
         _check_bool(name, 'refine_probe', self.refine_probe)
+        _check_bool(name, 'refine_positions', self.refine_positions)
 
     @property
     def seed(self) -> int:

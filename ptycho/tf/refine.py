@@ -43,12 +43,13 @@ class _Adam:
 
     def apply(self, grads: list[tf.Tensor], lr: tf.Tensor, t: tf.Tensor) -> None:
         b1, b2 = _BETAS
-        c1 = 1.0 - tf.pow(b1, t)
-        c2 = 1.0 - tf.pow(b2, t)
         for var, g, m, v in zip(self.variables, grads, self.m, self.v):
+            g = tf.convert_to_tensor(g)  # a gathered variable's gradient is IndexedSlices
+            c1 = 1.0 - tf.pow(tf.cast(b1, var.dtype), tf.cast(t, var.dtype))
+            c2 = 1.0 - tf.pow(tf.cast(b2, var.dtype), tf.cast(t, var.dtype))
             m.assign(b1 * m + (1.0 - b1) * g)
             v.assign(b2 * v + (1.0 - b2) * g * g)
-            var.assign_sub(lr * (m / c1) / (tf.sqrt(v / c2) + _ADAM_EPS))
+            var.assign_sub(tf.cast(lr, var.dtype) * (m / c1) / (tf.sqrt(v / c2) + _ADAM_EPS))
 
 
 def refine(scan: Any, recon: Reconstruction, config: InferenceConfig) -> Reconstruction:
@@ -87,7 +88,9 @@ def _optimise(problem: refinement.RefineProblem) -> tuple[np.ndarray, np.ndarray
     pi = tf.Variable(np.imag(unit))
     object_adam = _Adam([obj_re, obj_im])
     probe_adam = _Adam([pr, pi])
-    refine_probe = problem.refine_probe
+    delta = tf.Variable(tf.zeros_like(positions))
+    position_adam = _Adam([delta])
+    refine_probe, refine_positions = problem.refine_probe, problem.refine_positions
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([], tf.float32),
                                   tf.TensorSpec([], tf.float32)])
@@ -96,17 +99,21 @@ def _optimise(problem: refinement.RefineProblem) -> tuple[np.ndarray, np.ndarray
         with tf.GradientTape() as tape:
             A = _amplitude(tf.complex(obj_re, obj_im),
                            tf.complex(pr, pi) * tf.complex(peak, 0.0),
-                           tf.gather(positions, index), N)
+                           tf.gather(positions, index) + tf.gather(delta, index), N)
             loss = (tf.reduce_sum(mask * (A - measured) ** 2)
                     / tf.reduce_sum(mask * measured ** 2))
-        variables = [obj_re, obj_im] + ([pr, pi] if refine_probe else [])
+        variables = ([obj_re, obj_im] + ([pr, pi] if refine_probe else [])
+                     + ([delta] if refine_positions else []))
         grads = tape.gradient(loss, variables)
         object_adam.apply(grads[:2], problem.object_lr * factor, t)
         if refine_probe:
-            probe_adam.apply(grads[2:], problem.probe_lr * factor, t)
+            probe_adam.apply(grads[2:4], problem.probe_lr * factor, t)
             norm = tf.sqrt(power / tf.reduce_sum(pr * pr + pi * pi))
             pr.assign(pr * norm)
             pi.assign(pi * norm)
+        if refine_positions:
+            position_adam.apply(grads[-1:], problem.position_lr * factor, t)
+            delta.assign(delta - tf.reduce_mean(delta, axis=0))
         return loss
 
     losses = [start_residual]

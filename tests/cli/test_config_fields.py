@@ -462,7 +462,7 @@ def _inference_device(ctx: Context, name: str) -> None:
             get_backend(backend).predict(model, ctx.scan, changed(config, name, 'cuda:63'))
 
 
-@check(InferenceConfig, 'refine_epochs', 'refine_probe')
+@check(InferenceConfig, 'refine_epochs', 'refine_probe', 'refine_positions')
 def _inference_refinement(ctx: Context, name: str) -> None:
     """What the contract's reconstruction returns: the residual per refinement epoch and
     the probe (refined, or the scan's as given)."""
@@ -472,12 +472,14 @@ def _inference_refinement(ctx: Context, name: str) -> None:
     def observe(config: InferenceConfig) -> tuple[Any, ...]:
         model, _ = models_for(ctx, config.backend)
         result = reconstruct(get_backend(config.backend), model, ctx.scan, config)
-        return len(result.losses), result.probe_refined, result.probe.tobytes()
+        return result.losses, result.probe_refined, result.probe.tobytes()
 
     for backend in BACKENDS:
         base = ctx.inference(backend=backend, refine_epochs=1)
-        assert_changes(observe, base, name, {'refine_epochs': 2, 'refine_probe': False}[name])
-        assert_refused(base, name, {'refine_epochs': -1, 'refine_probe': 'yes'}[name])
+        assert_changes(observe, base, name, {'refine_epochs': 2, 'refine_probe': False,
+                                             'refine_positions': False}[name])
+        assert_refused(base, name, {'refine_epochs': -1, 'refine_probe': 'yes',
+                                    'refine_positions': 0}[name])
 
 
 # --------------------------------------------------------------------------- the tests
