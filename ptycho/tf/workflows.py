@@ -184,6 +184,16 @@ def model_intensity_scale(net: Any) -> float:
     return float(np.exp(float(np.asarray(layer.log_scale))))
 
 
+def _padded_batch(n: int, batch_size: int) -> int:
+    """The batch ``n`` groups are padded to (with empty groups): ``batch_size``, or the
+    smallest power of two from 8 up that holds them. Few input shapes, so the graph is
+    traced and the XLA back-projection (:data:`ptycho.tf.model.BACKPROJECTION_XLA`)
+    compiled a few times per process, not once per chunk size a stream happens to send."""
+    if n >= batch_size:
+        return batch_size
+    return min(batch_size, max(8, 1 << (n - 1).bit_length()))
+
+
 def predict_objects(models: Any, container: PtychoDataContainer,
                     intensity_scale: float | None = None, *,
                     batch_size: int = PREDICT_BATCH) -> np.ndarray:
@@ -199,8 +209,15 @@ def predict_objects(models: Any, container: PtychoDataContainer,
     parts = []
     with progress.bar(len(X), 'Reconstructing', 'group') as shown:
         for start in range(0, len(X), batch_size):
-            stop = start + batch_size
-            parts.append(np.asarray(net.predict_on_batch([X[start:stop], offsets[start:stop]])))
+            stop = min(start + batch_size, len(X))
+            pad = _padded_batch(stop - start, batch_size) - (stop - start)
+            X_batch, off_batch = X[start:stop], offsets[start:stop]
+            if pad:
+                X_batch = np.concatenate([X_batch, np.zeros((pad, *X.shape[1:]), X.dtype)])
+                off_batch = np.concatenate([off_batch, np.zeros((pad, *offsets.shape[1:]),
+                                                                offsets.dtype)])
+            out = np.asarray(net.predict_on_batch([X_batch, off_batch]))
+            parts.append(out[:stop - start])
             shown.update(len(parts[-1]))
     if not parts:
         return np.asarray(net.predict([X, offsets], verbose=0))  # the right empty shape
