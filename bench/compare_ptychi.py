@@ -320,12 +320,13 @@ def quick_model(backend: Any, scan: Scan, train_raw: Any, minutes: float, workdi
 
 def run_project(scan: Scan, backend_name: str, model_path: Path | None, train_raw: Any,
                 minutes: float, workdir: Path, batch_size: int, max_load: float | None,
-                wait_minutes: float) -> MethodResult:
-    """Whole-scan reconstruct with a loaded, warmed-up model (what a live worker holds)."""
+                wait_minutes: float, refine_epochs: int | None = None) -> list[MethodResult]:
+    """Whole-scan reconstruct with a loaded, warmed-up model (what a live worker holds): the
+    network's image, and that image after the physics refinement ``ptychopinn infer`` does
+    (``refine_epochs``, default InferenceConfig's; 0 skips it), timed from the same start."""
     from ptycho.workflows.backend_selector import get_backend
-    from ptycho.workflows.contract import inference_config_for
+    from ptycho.workflows.contract import inference_config_for, with_refinement
     from ptycho.workflows.streaming import reconstruct_scan
-    from ptycho.physics import COVERAGE_EPS
 
     backend = get_backend(backend_name)
     if model_path is not None:
@@ -338,7 +339,8 @@ def run_project(scan: Scan, backend_name: str, model_path: Path | None, train_ra
     if model.config.model.N != N:
         raise SystemExit(f'compare_ptychi: the {backend_name} model was trained on '
                          f'N={model.config.model.N}, the scan has N={N}')
-    config = inference_config_for(model, batch_size=batch_size)
+    refine = {} if refine_epochs is None else {'refine_epochs': refine_epochs}
+    config = inference_config_for(model, batch_size=batch_size, **refine)
     options = dict(canvas_shape=scan.truth.shape, origin_xy=(0.0, 0.0))
     warm = min(64, len(scan.positions_xy))
     tic = time.perf_counter()
@@ -348,21 +350,41 @@ def run_project(scan: Scan, backend_name: str, model_path: Path | None, train_ra
     tic = time.perf_counter()
     recon = reconstruct_scan(backend, model, scan.raw, config, **options)
     seconds = time.perf_counter() - tic
-    image = np.asarray(recon.obj)
-    if image.shape != scan.truth.shape:
-        raise RuntimeError(f'{backend_name}: image {image.shape} is not on the truth grid '
-                           f'{scan.truth.shape}')
     label = f'PtychoPINN {"PyTorch" if backend_name == "pytorch" else "TensorFlow"}'
     logger.info('%s: whole scan in %.2f s', label, seconds)
-    return MethodResult(
-        name=label, image=image, valid=np.asarray(recon.coverage) >= COVERAGE_EPS,
-        seconds=seconds,
-        info={'kind': 'ptychopinn', 'backend': backend_name, **origin,
-              'gridsize': model.config.model.gridsize, 'M': recon.M,
-              'warmup_seconds_64_positions': round(cold_seconds, 2),
-              'load_average_1min_at_start': load,
-              'timings': {k: round(float(v), 3) for k, v in recon.timings.items()},
-              'inference_batch_size': batch_size})
+    info = {'kind': 'ptychopinn', 'backend': backend_name, **origin,
+            'gridsize': model.config.model.gridsize, 'M': recon.M,
+            'warmup_seconds_64_positions': round(cold_seconds, 2),
+            'load_average_1min_at_start': load,
+            'timings': {k: round(float(v), 3) for k, v in recon.timings.items()},
+            'inference_batch_size': batch_size}
+    results = [_project_result(label, recon, seconds, scan, info)]
+    if config.refine_epochs > 0:
+        tic = time.perf_counter()
+        refined = with_refinement(backend, scan.raw, recon, config)
+        refine_seconds = time.perf_counter() - tic
+        logger.info('%s: refinement (%d epochs) in %.2f s', label, config.refine_epochs,
+                    refine_seconds)
+        results.append(_project_result(
+            f'{label} + refinement {config.refine_epochs}', refined, seconds + refine_seconds,
+            scan, {**info, 'refine_epochs': config.refine_epochs,
+                   'refine_probe': config.refine_probe,
+                   'refine_positions': config.refine_positions,
+                   'refine_seconds': round(refine_seconds, 2)}))
+    return results
+
+
+def _project_result(label: str, recon: Any, seconds: float, scan: Scan,
+                    info: dict[str, Any]) -> MethodResult:
+    from ptycho.physics import COVERAGE_EPS
+
+    image = np.asarray(recon.obj)
+    if image.shape != scan.truth.shape:
+        raise RuntimeError(f'{label}: image {image.shape} is not on the truth grid '
+                           f'{scan.truth.shape}')
+    return MethodResult(name=label, image=image,
+                        valid=np.asarray(recon.coverage) >= COVERAGE_EPS, seconds=seconds,
+                        info=info)
 
 
 def _subset(raw: Any, n: int) -> SimpleNamespace:
@@ -451,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
                         help='quick-model training budget per backend without --model-*')
     parser.add_argument('--backends', nargs='*', default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument('--infer-batch-size', type=int, default=64)
+    parser.add_argument('--refine-epochs', type=int, default=None,
+                        help='physics refinement after the network (default: InferenceConfig\'s, '
+                             'as ptychopinn infer; 0: the network alone)')
     parser.add_argument('--ptychi', nargs='*', default=list(PTYCHI_RUNS),
                         choices=[f'{a}:{m}' for a in ptychi_runner.ALGORITHMS
                                  for m in ptychi_runner.PROBE_MODES],
@@ -505,8 +530,9 @@ def main(argv: list[str] | None = None) -> int:
                            '(self-supervised, no ground truth)')
             train_raw = scan.raw
     for name in args.backends:
-        results.append(run_project(scan, name, models[name], train_raw, args.minutes, workdir,
-                                   args.infer_batch_size, args.max_load, args.wait_minutes))
+        results.extend(run_project(scan, name, models[name], train_raw, args.minutes, workdir,
+                                   args.infer_batch_size, args.max_load, args.wait_minutes,
+                                   args.refine_epochs))
     if not results:
         parser.error('nothing to compare')
 
