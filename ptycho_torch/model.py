@@ -227,7 +227,8 @@ def overlap_support(model: ModelConfig) -> Tensor:
 class PtychoPINN(nn.Module):
     """Network plus physics: learned photon scale, probe, overlap constraint, far field."""
 
-    def __init__(self, model: ModelConfig, nphotons: float, probe: np.ndarray | Tensor | None = None,
+    def __init__(self, model: ModelConfig, nphotons: float | None,
+                 probe: np.ndarray | Tensor | None = None,
                  probe_trainable: bool = False, intensity_scale_trainable: bool = True) -> None:
         super().__init__()
         if model.mode not in MODES:
@@ -235,7 +236,7 @@ class PtychoPINN(nn.Module):
         self.config = model
         self.N = model.N
         self.C = model.C
-        self.s0 = physics.photon_scale(nphotons, model.N)
+        self.s0 = physics.photon_scale(nphotons_or_default(nphotons), model.N)  # None: no data
         self.net = PtychoNet(model)
         self.log_scale = nn.Parameter(torch.tensor(math.log(self.s0), dtype=torch.float32),
                                       requires_grad=intensity_scale_trainable)
@@ -472,8 +473,8 @@ class PtychoPINN_Lightning(pl.LightningModule):
                                    **(api_configs or {})},
                                   ignore=['probe'])
         tc = self.training_config
-        self.model = PtychoPINN(self.model_config, nphotons_or_default(tc.nphotons), probe,
-                                tc.probe_trainable, tc.intensity_scale_trainable)
+        self.model = PtychoPINN(self.model_config, tc.nphotons, probe, tc.probe_trainable,
+                                tc.intensity_scale_trainable)
         self.monitor = 'train_loss'
 
     # -- inference -------------------------------------------------------------------------
