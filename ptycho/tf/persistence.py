@@ -35,6 +35,7 @@ import tensorflow as tf
 from ptycho import bundle as bundle_io
 from ptycho import params
 from ptycho.config.config import TrainingConfig, from_dict, to_dict
+from ptycho.photons import nphotons_or_default
 from ptycho.tf.model import PtychoModels, create_model
 
 logger = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def save_models(models: PtychoModels, config: TrainingConfig, out_dir: str | os.
     legacy = dict(params.cfg)
     legacy['intensity_scale'] = models.intensity_scale
     files['params.json'] = json.dumps(_json_safe(legacy), indent=2).encode()
-    extra = {'nphotons': float(config.nphotons), 's0': models.s0,
+    extra = {'nphotons': nphotons_or_default(config.nphotons), 's0': models.s0,
              'tensorflow_version': tf.__version__, 'keras_version': keras.__version__}
     return bundle_io.write_bundle(out_dir, BACKEND, files, config=to_dict(config),
                                   intensity_scale=models.intensity_scale,
