@@ -17,7 +17,7 @@ from ptycho.simulation import simulate_dataset
 from ptycho.workflows.backend_selector import get_backend
 from ptycho.workflows.contract import inference_config_for
 from ptycho.workflows.streaming import (NeighbourIndex, RunningCanvas, ScanStream,
-                                        reconstruct_scan)
+                                        partition_groups, reconstruct_scan)
 
 
 @pytest.fixture(scope='module')
@@ -79,6 +79,32 @@ def test_a_scan_streamed_in_chunks_is_the_scan_reconstructed_whole(trained, scan
     streamed = stream.close()
     assert streamed.backend == backend.name
     _assert_same_image(streamed, whole)
+
+
+def test_the_partition_tiling_streamed_is_the_partition_reconstructed_whole(trained,
+                                                                             scans) -> None:
+    """tiling='partition': every pattern in the image, in far fewer groups, chunk-proof
+    with and without a plan."""
+    backend, model = trained
+    test = scans[1]
+    config = inference_config_for(model, batch_size=32)
+    options = dict(norm_patterns=30, tiling='partition')
+    whole = reconstruct_scan(backend, model, test, config, **options)
+    gridsize = model.config.model.gridsize
+    expected = partition_groups(_positions(test), config.neighbor_count, gridsize ** 2)
+    for plan in (_positions(test), None):
+        stream = ScanStream(backend, model, config, test.probeGuess, plan=plan,
+                            lookahead=10, **options)
+        seen = _stream_in_chunks(stream, test)
+        closed = stream.close()
+        if plan is not None:
+            assert seen[-1] == (90, len(expected))
+            _assert_same_image(closed, whole)
+        else:
+            one = ScanStream(backend, model, config, test.probeGuess, lookahead=10, **options)
+            one.add(test.diff3d, _positions(test))
+            _assert_same_image(closed, one.close())
+        assert stream.groups_done < (90 if gridsize > 1 else 91)
 
 
 def test_without_a_plan_chunking_does_not_change_the_image(trained, scans) -> None:
@@ -160,6 +186,35 @@ def test_nearest_neighbours_among_the_arrived_match_brute_force() -> None:
         np.testing.assert_array_equal(index.nearest(i, k, limit), expected)
 
 
+def test_the_partition_puts_each_pattern_in_a_group_of_near_neighbours() -> None:
+    rng = np.random.default_rng(6)
+    positions = rng.uniform(0, 100, size=(200, 2))
+    K, C = 4, 4
+    groups = partition_groups(positions, K, C)
+    assert groups.shape[1] == C and len(groups) < 200 / 2
+    assert set(groups.ravel()) == set(range(200))  # every pattern reconstructed
+    taken = set()
+    for row in groups:
+        assert row[0] not in taken  # a seed no earlier group took
+        distances = np.sum((positions - positions[row[0]]) ** 2, axis=1)
+        kth = np.sort(distances)[K]  # the K-th nearest other position
+        assert np.all(distances[row[1:]] <= kth) and len(set(row)) == C
+        taken.update(row.tolist())
+    np.testing.assert_array_equal(partition_groups(positions, K, 1),
+                                  np.arange(200)[:, None])
+
+
+def test_a_canvas_that_follows_a_long_scan_grows_geometrically() -> None:
+    canvas = RunningCanvas(20)
+    sizes = set()
+    for x in np.arange(0, 4000, 3.0):
+        canvas.add(np.ones((20, 20)), x, 0.5 * x, align=False)
+        sizes.add(canvas.numerator.shape)
+    # Each axis grows by half its size at least: ~8 re-allocations per axis here, where
+    # fixed 64-pixel steps took ~90 in all.
+    assert canvas.numerator.shape[1] > 4000 and len(sizes) <= 20
+
+
 @pytest.mark.parametrize('fixed', [False, True])
 def test_running_sums_equal_the_reference_stitch(fixed: bool) -> None:
     rng = np.random.default_rng(4)
@@ -178,6 +233,12 @@ def test_running_sums_equal_the_reference_stitch(fixed: bool) -> None:
         canvas.add(crop, x, y, align=False)
     image, coverage, origin_out = canvas.image(shape, origin)
     assert origin_out == (float(origin[0]), float(origin[1]))
+    np.testing.assert_allclose(image, expected, atol=1e-5)
+    np.testing.assert_allclose(coverage, expected_cov, atol=1e-6)
+    at_once = RunningCanvas(M, shape if fixed else None, origin if fixed else None)
+    at_once.add_many(crops[:10], positions[:10, 0], positions[:10, 1])
+    at_once.add_many(crops[10:], positions[10:, 0], positions[10:, 1])  # grows, if not fixed
+    image, coverage, _ = at_once.image(shape, origin)
     np.testing.assert_allclose(image, expected, atol=1e-5)
     np.testing.assert_allclose(coverage, expected_cov, atol=1e-6)
 
