@@ -106,13 +106,17 @@ def _against_data(args: argparse.Namespace, recon: Any, report: Any) -> None:
         raise ValueError(f'{args.reconstruction}: expected origin_xy (where the canvas lies in '
                          f'object pixels) to put the scan on the reconstruction, found none')
     probe, probe_source = _probe(args.reconstruction, raw)
+    positions, positions_source = raw.positions_xy, 'data'
+    if recon.positions_xy is not None and np.shape(recon.positions_xy) == positions.shape:
+        positions, positions_source = np.asarray(recon.positions_xy), 'reconstruction'
     counts = are_counts(raw.diff3d)
-    residual = data_residual(recon.obj, probe, raw.positions_xy, raw.diff3d,
+    residual = data_residual(recon.obj, probe, positions, raw.diff3d,
                              origin_xy=recon.origin_xy, covered=recon.mask,
                              bad_pixels=raw.bad_pixels, counts=counts)
     summary = residual.summary()
     results: dict[str, Any] = {'reconstruction': args.reconstruction, 'data': args.data,
-                               'probe': probe_source, 'counts': counts,
+                               'probe': probe_source, 'positions': positions_source,
+                               'counts': counts,
                                'data_residual': summary}
     _say_residual(summary, probe_source)
     frc = None
@@ -128,7 +132,8 @@ def _against_data(args: argparse.Namespace, recon: Any, report: Any) -> None:
 
 def _probe(path: Path, raw: Any) -> tuple[Any, str]:
     """The probe that goes with the reconstruction: its own (a refined probe saved under
-    ``probe`` in recon.npz), else the scan's."""
+    ``probe`` in recon.npz), else the scan's. (Positions likewise: recon.npz's ``positions``
+    when they are one per pattern of the scan, else the scan's.)"""
     from ptycho.probe import reduce_probe_modes
 
     if path.suffix.lower() == '.npz':
