@@ -78,8 +78,9 @@ ACCEPTANCE = {'phase_ssim': 0.90, 'amp_ssim': 0.85}  # at 1e6 photons
 #: data, back-projection input); taken off the 10 minutes in the epoch estimate.
 QUIET_STARTUP_S = 20.0
 QUIET_MINUTES = 10.0
-#: A line the CLI logs at the end of an epoch: PyTorch ``epoch 3: ...``, TF ``epoch 4/50: ...``.
-EPOCH_LINE = re.compile(r'\bepoch (\d+)(?:/\d+)?: ')
+#: A line the CLI logs at the end of an epoch: PyTorch ``epoch 3: ...``, TF ``epoch 4/50: ...``
+#: (INFO) or Keras' summary ``30/30 - 13s - 434ms/step - loss: ...``.
+EPOCH_LINE = re.compile(r'\bepoch \d+(?:/\d+)?: |^\d+/\d+ - [\d.]+m?s - ')
 
 
 @dataclass
