@@ -179,16 +179,16 @@ class ModelConfig:
     N: int = field(default=64,
         metadata={'choices': PATCH_SIZES,
                   'help': 'patch (diffraction pattern) size in pixels: 64, 128 or 256 (0 = take it from the data)'})
-    gridsize: int = field(default=1,
+    gridsize: int = field(default=2,
         metadata={'setting': Setting('GridSize', 'Grid Size'),
                   'help': 'patterns per sample along each axis; C = gridsize**2 neighbouring patterns are reconstructed together'})
-    n_filters_scale: int = field(default=2,
+    n_filters_scale: int = field(default=1,
         metadata={'setting': Setting('NumFiltersScale', 'Filter Scale'),
                   'help': 'network width multiplier (level widths 16*scale*2**k)'})
     model_type: str = field(default='pinn',
         metadata={'choices': MODEL_TYPES,
                   'help': "'pinn' (physics-informed, no ground truth) or 'supervised' (needs objectGuess)"})
-    amp_activation: str = field(default='sigmoid',
+    amp_activation: str = field(default='softplus',
         metadata={'choices': AMP_ACTIVATIONS,
                   'setting': Setting('AmpActivation', 'Amplitude Activation',
                                      menu=tuple(a for a in AMP_ACTIVATIONS if a != 'silu')),
@@ -297,7 +297,7 @@ class TrainingConfig(_RunConfig):
                   'help': 'samples (groups) per optimisation step'})
     nepochs: int = field(default=50,
         metadata={'setting': Setting('NumEpochs', 'Epochs'), 'help': 'training epochs'})
-    learning_rate: float = field(default=1e-3,
+    learning_rate: float = field(default=2e-3,
         metadata={'setting': Setting('LearningRate', 'Learning Rate'),
                   'help': 'Adam learning rate'})
     mae_weight: float = field(default=0.0,

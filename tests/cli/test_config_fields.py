@@ -82,9 +82,10 @@ class Context:
 
     @staticmethod
     def model(**changes: Any) -> ModelConfig:
-        """A narrow network with the amplitude input (no back-projection to compute)."""
-        return ModelConfig(**{'N': 64, 'n_filters_scale': 1, 'input_features': 'amplitude',
-                              **changes})
+        """A narrow gridsize-1 network with the amplitude input (no back-projection to
+        compute)."""
+        return ModelConfig(**{'N': 64, 'gridsize': 1, 'n_filters_scale': 1,
+                              'input_features': 'amplitude', **changes})
 
     def training(self, model: dict[str, Any] | None = None, **changes: Any) -> TrainingConfig:
         """A torch-ready training config: narrow amplitude-input network, no logger, CPU."""
@@ -315,7 +316,7 @@ def _network_output(ctx: Context, name: str) -> None:
     base = {'object_big': ctx.training(model={'gridsize': 2}),
             'backprojection_iterations': ctx.training(model={'input_features': 'backprojection'})
             }.get(name, ctx.training())
-    value = {'model_type': 'supervised', 'amp_activation': 'softplus', 'object_big': False,
+    value = {'model_type': 'supervised', 'amp_activation': 'sigmoid', 'object_big': False,
              'probe_mask': True, 'backprojection_iterations': 2,
              'network_precision': 'bfloat16'}[name]
     assert_changes(torch_loss(ctx), base, name, value)

@@ -111,16 +111,17 @@ def test_a_field_added_to_the_core_appears_in_the_torch_views_without_edits():
     training_view = torch_config.derive('TrainingConfig', torch_config.training_paths(Training),
                                         'test', run_cls=Training)
     assert model_view().dropout == 0.1 and training_view().warmup_epochs == 2
-    assert model_view().grid_size == (1, 1) and training_view().epochs == 50  # renames hold
+    grid = ModelConfig().gridsize
+    assert model_view().grid_size == (grid, grid) and training_view().epochs == 50  # renames
 
-    config = Training(model=Model(N=64, dropout=0.3, gridsize=2), warmup_epochs=5,
-                      neighbor_count=4, nepochs=3)
+    config = Training(model=Model(N=64, dropout=0.3, gridsize=3), warmup_epochs=5,
+                      neighbor_count=9, nepochs=3)
     torch_model = config_bridge._to_view(model_view, config.model)
     torch_training = config_bridge._to_view(training_view, config)
-    assert (torch_model.dropout, torch_model.grid_size) == (0.3, (2, 2))
+    assert (torch_model.dropout, torch_model.grid_size) == (0.3, (3, 3))
     assert (torch_training.warmup_epochs, torch_training.epochs) == (5, 3)
     model_values, run_values = config_bridge._collect((torch_model, torch_training))
-    assert model_values['dropout'] == 0.3 and model_values['gridsize'] == 2
+    assert model_values['dropout'] == 0.3 and model_values['gridsize'] == 3
     assert run_values['warmup_epochs'] == 5 and run_values['nepochs'] == 3
 
 
