@@ -22,7 +22,7 @@ PATIENCE, STOP_EPOCH, BEST_EPOCH = 3, 6, 3
 
 
 def _config(backend: str, out: Path) -> TrainingConfig:
-    return TrainingConfig(model=ModelConfig(N=64, n_filters_scale=1), backend=backend,
+    return TrainingConfig(model=ModelConfig(N=64, gridsize=1, n_filters_scale=1), backend=backend,
                           nepochs=len(LOSSES), early_stopping_patience=PATIENCE,
                           lr_plateau_patience=0, logger='none', accelerator='cpu',
                           output_dir=out)

@@ -31,7 +31,7 @@ HAS_MLFLOW = importlib.util.find_spec('mlflow') is not None
 
 def _config(out: Path, nepochs: int, **changes: object) -> TrainingConfig:
     values: dict[str, object] = dict(
-        model=ModelConfig(N=64, n_filters_scale=1), nepochs=nepochs, batch_size=16,
+        model=ModelConfig(N=64, gridsize=1, n_filters_scale=1), nepochs=nepochs, batch_size=16,
         output_dir=out, backend='tensorflow', validation_split=0.25, accelerator='cpu',
         lr_plateau_patience=1, early_stopping_patience=5)  # both rules' state is resumed
     values.update(changes)
@@ -118,7 +118,7 @@ def test_resume_refuses_a_checkpoint_of_another_model(runs, scan, tmp_path) -> N
     with pytest.raises(ValueError, match=r'last\.npz.*n_filters_scale'):
         get_backend('tensorflow').train(
             scan, None, _config(tmp_path, 3, logger='none',
-                                model=ModelConfig(N=64, n_filters_scale=2)),
+                                model=ModelConfig(N=64, gridsize=1, n_filters_scale=2)),
             resume=checkpoint, save_bundle=False)
     assert not (tmp_path / 'checkpoints').exists()
 

@@ -32,7 +32,7 @@ def test_two_process_ddp_training_matches_one_process(tmp_path: Path) -> None:
     result = run_cli('simulate', '--positions', 256, '--seed', 3, '-o', scan, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     common = ['train', '--backend', 'pytorch', '--train-data', scan, '--nepochs', EPOCHS,
-              '--n_filters_scale', 1, '--learning_rate', 0.002, '--logger', 'none',
+              '--gridsize', 1, '--n_filters_scale', 1, '--learning_rate', 0.002, '--logger', 'none',
               '--accelerator', 'cpu', '--validation_split', 0]
     single = run_cli(*common, '--batch_size', 16, '--output-dir', tmp_path / 'single',
                      cwd=tmp_path, timeout=600)

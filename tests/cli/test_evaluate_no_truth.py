@@ -147,7 +147,7 @@ def test_evaluate_half_scan_frc_of_a_trained_model(tmp_path: Path, small_sim: Pa
 
     raw = RawData.from_file(small_sim)
     backend = get_backend('pytorch')
-    config = TrainingConfig(model=ModelConfig(N=64, n_filters_scale=1), nepochs=1,
+    config = TrainingConfig(model=ModelConfig(N=64, gridsize=1, n_filters_scale=1), nepochs=1,
                             batch_size=16, backend='pytorch', accelerator='cpu',
                             logger='none', output_dir=tmp_path / 'model')
     trained = backend.train(raw, None, config)

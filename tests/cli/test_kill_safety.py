@@ -57,7 +57,7 @@ if os.environ.get({KILL_AT!r}):
     _atomic.atomic_path = _paused
 '''
 # Tiny and fast: 48 groups of 64x64, 3 batches per epoch, no validation, no logger.
-TRAIN_ARGS = ('--backend', 'pytorch', '--n_groups', 48, '--n_filters_scale', 1,
+TRAIN_ARGS = ('--backend', 'pytorch', '--n_groups', 48, '--gridsize', 1, '--n_filters_scale', 1,
               '--batch_size', 16, '--validation_split', 0, '--logger', 'none',
               '--accelerator', 'cpu', '--probe_trainable', 'no', '--subsample_seed', 7)
 

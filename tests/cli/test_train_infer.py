@@ -54,7 +54,7 @@ def test_pytorch_train_infer_resume_interrupt(tmp_path: Path, small_sim: Path,
     run_yaml.write_text(yaml.safe_dump({'nepochs': 5, 'batch_size': 32, 'backend': 'pytorch',
                                         'model': {'n_filters_scale': 2}}))
     result = run_cli('train', '--config', run_yaml, '--train-data', small_sim, '--test-data',
-                     small_sim_test, '--nepochs', 1, '--n_filters_scale', 1,
+                     small_sim_test, '--nepochs', 1, '--gridsize', 1, '--n_filters_scale', 1,
                      '--probe_trainable', 'no', '--output-dir', out, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     saved = yaml.safe_load((out / 'config.yaml').read_text())
@@ -126,7 +126,7 @@ def test_tensorflow_train_infer_on_ptychodus_files(tmp_path: Path, small_sim: Pa
     debris.write_bytes(b'half')
     os.utime(debris, (0, 0))
     result = run_cli('train', '--train-data', train_dir, '--backend', 'tensorflow',
-                     '--nepochs', 1, '--n-filters-scale', 1, '--batch_size', 16,
+                     '--nepochs', 1, '--gridsize', 1, '--n-filters-scale', 1, '--batch_size', 16,
                      '--output-dir', out, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (out / 'wts.h5.zip').exists() and (out / 'loss_curve.png').exists()

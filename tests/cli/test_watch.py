@@ -33,7 +33,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, small_sim: Path) -> Pat
     pytest.importorskip('torch')
     out = tmp_path_factory.mktemp('watch_model')
     result = run_cli('train', '--train-data', small_sim, '--backend', 'pytorch', '--nepochs', 1,
-                     '--n_filters_scale', 1, '--output-dir', out / 'run', cwd=out, timeout=600)
+                     '--gridsize', 1, '--n_filters_scale', 1, '--output-dir', out / 'run', cwd=out,
+                     timeout=600)
     assert result.returncode == 0, result.stderr
     return out / 'run'
 

@@ -33,8 +33,8 @@ def scans():
 
 
 def _config(backend: str, out: Path, **changes: object) -> TrainingConfig:
-    values: dict[str, object] = dict(model=ModelConfig(N=64, n_filters_scale=1), nepochs=2,
-                                     batch_size=16, output_dir=out, backend=backend,
+    values: dict[str, object] = dict(model=ModelConfig(N=64, gridsize=1, n_filters_scale=1),
+                                     nepochs=2, batch_size=16, output_dir=out, backend=backend,
                                      logger='none', validation_split=0.0, accelerator='cpu')
     values.update(changes)
     return TrainingConfig(**values)  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ def make_library(backend: str = 'pytorch', **training: Any) -> Any:
 
     library = PinnDualReconstructorLibrary(SettingsRegistry())
     library.settings.backend.backend.set_value(backend)
+    library.settings.model.gridsize.set_value(1)  # small and fast, not the default 2
     library.settings.model.n_filters_scale.set_value(1)
     library.settings.training.nepochs.set_value(1)
     for key, value in training.items():

@@ -75,7 +75,7 @@ sys.meta_path.insert(0, _HideTorch())
 def _settings(backend: str, epochs: int = 1) -> dict[str, dict[str, object]]:
     return {
         'PtychoPINNDualBackend': {'Backend': backend},
-        'PtychoPINNDualModel': {'NumFiltersScale': 1},
+        'PtychoPINNDualModel': {'GridSize': 1, 'NumFiltersScale': 1},  # small and fast
         'PtychoPINNDualTraining': {'NumEpochs': epochs, 'BatchSize': 16,
                                    'LearningRate': 0.002},
     }

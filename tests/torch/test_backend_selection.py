@@ -34,7 +34,7 @@ ROUTE_SCRIPT = textwrap.dedent('''
     backend, out = sys.argv[1], Path(sys.argv[2])
     train = simulate_dataset(N=64, n_positions=48, object_size=104, seed=1)
     test = simulate_dataset(N=64, n_positions=24, object_size=100, seed=2)
-    config = TrainingConfig(model=ModelConfig(N=64, n_filters_scale=1), nepochs=1,
+    config = TrainingConfig(model=ModelConfig(N=64, gridsize=1, n_filters_scale=1), nepochs=1,
                             batch_size=16, output_dir=out, backend=backend,
                             logger='none')
     amp, phase, results = run_cdi_example_with_backend(train, test, config,
