@@ -22,6 +22,11 @@ def conv(c_in: int, c_out: int) -> int:
     return 9 * c_in * c_out + c_out
 
 
+def small_model(**changes: object) -> ModelConfig:
+    """A narrow gridsize-1 network (one pattern per sample, as these tests feed it)."""
+    return ModelConfig(**{'N': 64, 'grid_size': (1, 1), 'n_filters_scale': 1, **changes})
+
+
 def expected_parameters(N: int, scale: int, C: int, pad_object: bool, probe_big: bool,
                         backprojection: bool = True, skips: bool = True) -> int:
     """Parameter count written out from architecture.md section 5."""
@@ -67,14 +72,13 @@ def test_parameter_count_and_shapes(N, scale, grid, pad, big, features, skips):
 
 @pytest.mark.parametrize('activation', ['sigmoid', 'silu', 'softplus', 'relu'])
 def test_amplitude_activations(activation):
-    net = PtychoNet(ModelConfig(N=64, n_filters_scale=1, amp_activation=activation,
-                                input_features='amplitude'))
+    net = PtychoNet(small_model(amp_activation=activation, input_features='amplitude'))
     amp, _ = net(torch.rand(1, 1, 64, 64))
     assert torch.isfinite(amp).all()
 
 
 def test_gain_and_inference_scaling():
-    module = PtychoPINN_Lightning(ModelConfig(N=64, n_filters_scale=1), TrainingConfig(nphotons=1e6))
+    module = PtychoPINN_Lightning(small_model(), TrainingConfig(nphotons=1e6))
     model = module.model
     assert model.s0 == pytest.approx(math.sqrt(1e6) / 32)
     with torch.no_grad():
@@ -90,24 +94,24 @@ def test_gain_and_inference_scaling():
 
 
 def test_trainable_flags():
-    fixed = PtychoPINN_Lightning(ModelConfig(N=64, n_filters_scale=1),
+    fixed = PtychoPINN_Lightning(small_model(),
                                  TrainingConfig(intensity_scale_trainable=False))
     assert not fixed.model.log_scale.requires_grad
     assert 'model.probe_real' in dict(fixed.named_buffers())
-    free = PtychoPINN_Lightning(ModelConfig(N=64, n_filters_scale=1),
+    free = PtychoPINN_Lightning(small_model(),
                                 TrainingConfig(probe_trainable=True))
     assert 'model.probe_real' in dict(free.named_parameters())
 
 
 def test_probe_mask_applies_disk():
-    module = PtychoPINN_Lightning(ModelConfig(N=64, n_filters_scale=1, probe_mask=True),
+    module = PtychoPINN_Lightning(small_model(probe_mask=True),
                                   TrainingConfig(), probe=np.ones((64, 64), np.complex64))
     probe = module.model.probe
     assert probe[32, 32] == 1 and probe[0, 0] == 0 and probe[32, 32 + 17] == 0
 
 
 def test_supervised_loss_needs_and_uses_truth():
-    module = PtychoPINN_Lightning(ModelConfig(N=64, n_filters_scale=1, mode='supervised'),
+    module = PtychoPINN_Lightning(small_model(mode='supervised'),
                                   TrainingConfig())
     batch = {'X': torch.rand(2, 1, 64, 64), 'offsets': torch.zeros(2, 1, 2)}
     with pytest.raises(ValueError, match='ground-truth'):
@@ -158,7 +162,7 @@ def test_backprojection_input_cached_equals_computed_per_batch(tmp_path):
 
 def test_checkpoint_hparams_without_new_model_keys_load_the_old_network():
     """Checkpoints from before input_features/skip_connections hold the amplitude-input net."""
-    old = {k: v for k, v in dataclasses.asdict(ModelConfig(N=64, n_filters_scale=1)).items()
+    old = {k: v for k, v in dataclasses.asdict(small_model()).items()
            if k not in ('input_features', 'skip_connections')}
     module = PtychoPINN_Lightning(old, TrainingConfig())
     assert module.model_config.input_features == 'amplitude'
@@ -168,8 +172,8 @@ def test_checkpoint_hparams_without_new_model_keys_load_the_old_network():
 
 def test_network_precision_bfloat16_is_close_to_float32_and_returns_float32():
     torch.manual_seed(0)
-    exact = PtychoNet(ModelConfig(N=64, n_filters_scale=1, network_precision='float32'))
-    fast = PtychoNet(ModelConfig(N=64, n_filters_scale=1, network_precision='bfloat16'))
+    exact = PtychoNet(small_model(network_precision='float32'))
+    fast = PtychoNet(small_model(network_precision='bfloat16'))
     fast.load_state_dict(exact.state_dict())
     x = torch.rand(4, 3, 64, 64)
     with torch.no_grad():
@@ -186,7 +190,7 @@ def test_network_precision_bfloat16_is_close_to_float32_and_returns_float32():
 def test_lr_plateau_counts_any_decrease_of_a_negative_loss():
     """Same rule as the TF backend (tests/test_tf_workflow.py): halve after `patience` epochs
     without a decrease, however small the decrease and although the loss is negative."""
-    module = PtychoPINN_Lightning(ModelConfig(N=64, n_filters_scale=1),
+    module = PtychoPINN_Lightning(small_model(),
                                   TrainingConfig(learning_rate=1e-3, lr_plateau_patience=2))
     conf = module.configure_optimizers()
     scheduler, optimizer = conf['lr_scheduler']['scheduler'], conf['optimizer']
