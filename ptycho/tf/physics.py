@@ -60,7 +60,12 @@ def _interp_axis(image: tf.Tensor, start: tf.Tensor, frac: tf.Tensor, size: int,
             values = tf.gather(image, safe, axis=axis - 1)  # (B, size, W) from (H, W)
         w = tf.where(inside, weight[:, None], tf.zeros_like(weight[:, None]))  # (B, size)
         shape = [-1, size, 1] if axis == 1 else [-1, 1, size]
-        w = tf.cast(tf.reshape(w, shape), values.dtype)
+        w = tf.reshape(w, shape)
+        if values.dtype.is_complex:  # tf.complex, not a cast: a cast's gradient warns
+            w = tf.cast(w, values.dtype.real_dtype)
+            w = tf.complex(w, tf.zeros_like(w))
+        else:
+            w = tf.cast(w, values.dtype)
         term = values * w
         out = term if out is None else out + term
     return out
