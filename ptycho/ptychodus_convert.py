@@ -75,9 +75,11 @@ class Frame:
             - (height - 1) / 2 + (self.height_px - 1) / 2
         return ox, oy
 
-    def positions_m(self, positions_xy: ArrayLike) -> Any:
+    def positions_m(self, positions_xy: ArrayLike, like: Any = None) -> Any:
         """PtychoPINN patch centres ``(M, 2)`` as ``(x, y)`` object pixels -> a Ptychodus
-        ``ProbePositionSequence`` in metres (inverse of :func:`patch_centres_px`)."""
+        ``ProbePositionSequence`` in metres (inverse of :func:`patch_centres_px`); with
+        ``like`` (a sequence of M positions) its scan indexes and photon counts are kept,
+        else the indexes are 0..M-1."""
         from ptychodus.api.probe_positions import ProbePosition, ProbePositionSequence
 
         xy = np.asarray(positions_xy, dtype=np.float64).reshape(-1, 2)
@@ -85,8 +87,15 @@ class Frame:
             xy[:, 0] - PTYCHODUS_PIXEL_OFFSET - (self.width_px - 1) / 2)
         y_m = self.center_y_m + self.pixel_size_m * (
             xy[:, 1] - PTYCHODUS_PIXEL_OFFSET - (self.height_px - 1) / 2)
-        return ProbePositionSequence([ProbePosition(index, float(x), float(y))
-                                      for index, (x, y) in enumerate(zip(x_m, y_m))])
+        if like is None:
+            return ProbePositionSequence([ProbePosition(index, float(x), float(y))
+                                          for index, (x, y) in enumerate(zip(x_m, y_m))])
+        if len(like) != len(xy):
+            raise ValueError(f'positions_m: expected {len(like)} positions to match the '
+                             f'product\'s, found {len(xy)}')
+        return ProbePositionSequence([
+            ProbePosition(point.index, float(x), float(y), point.probe_photon_count)
+            for point, x, y in zip(like, x_m, y_m)])
 
 
 def patch_centres_px(product: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -131,11 +140,14 @@ def loss_values(losses: Sequence[float]) -> list[Any]:
 
 def replace_object(product: Any, array: NDArray[np.complexfloating], *,
                    center_xy_m: Sequence[float] | None = None,
-                   losses: Sequence[float] = (), probe: ArrayLike | None = None) -> Any:
+                   losses: Sequence[float] = (), probe: ArrayLike | None = None,
+                   positions: Any = None) -> Any:
     """The output product: ``product`` (its metadata, positions and probes) with its object
     replaced by the 2-D ``array`` on the same pixel grid, centred at ``center_xy_m`` (by
     default where the input object was), with the per-epoch ``losses``; with ``probe`` (the
-    probe refined with the object, (N, N)) in place of the input probes, same pixel grid."""
+    probe refined with the object, (N, N)) in place of the input probes, same pixel grid;
+    with ``positions`` (a ``ProbePositionSequence``, e.g. :meth:`Frame.positions_m` of the
+    refined positions) in place of the input positions."""
     from ptychodus.api.object import Object, ObjectCenter
     from ptychodus.api.probe import ProbeSequence
     from ptychodus.api.product import Product
@@ -148,5 +160,6 @@ def replace_object(product: Any, array: NDArray[np.complexfloating], *,
     probes = product.probes if probe is None else ProbeSequence(
         array=np.asarray(probe, np.complex64), opr_weights=None,
         pixel_geometry=product.probes.get_pixel_geometry())
-    return Product(metadata=product.metadata, probe_positions=product.probe_positions,
+    return Product(metadata=product.metadata,
+                   probe_positions=product.probe_positions if positions is None else positions,
                    probes=probes, object_=after, losses=loss_values(losses))

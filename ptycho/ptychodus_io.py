@@ -293,13 +293,16 @@ def _atomic_save_product(path: Path, product: Any) -> Path:
 def write_product(path: str | os.PathLike[str], obj: ArrayLike, origin_xy: Sequence[float], *,
                   positions_xy: ArrayLike, probe: ArrayLike, losses: Sequence[float] = (),
                   source: PtychodusScan | None = None, name: str = 'PtychoPINN',
-                  nphotons: float = 0.0, refined_probe: ArrayLike | None = None) -> Path:
+                  nphotons: float = 0.0, refined_probe: ArrayLike | None = None,
+                  refined_positions_xy: ArrayLike | None = None) -> Path:
     """Write a reconstruction as a Ptychodus product HDF5, atomically.
 
     With ``source`` (the input was Ptychodus files) its metadata, positions and probe are
     kept and only the object changes; otherwise a product is built from the contract
     data with placeholder geometry (see the module docstring). ``refined_probe`` (N, N), the
-    probe refined with the object, replaces the product's probe in either case.
+    probe refined with the object, replaces the product's probe in either case;
+    ``refined_positions_xy`` (M, 2), patch centres refined with the object (object pixels),
+    replace its positions (scan indexes and photon counts kept).
     """
     require_ptychodus('Writing a Ptychodus product file')
     array = np.asarray(obj)
@@ -313,7 +316,9 @@ def write_product(path: str | os.PathLike[str], obj: ArrayLike, origin_xy: Seque
         base = _placeholder_product(frame, positions_xy, probe, name=name, nphotons=nphotons)
     product = replace_object(base, array.astype(np.complex64),
                              center_xy_m=frame.canvas_center_m(origin_xy, array.shape),
-                             losses=losses, probe=refined_probe)
+                             losses=losses, probe=refined_probe,
+                             positions=None if refined_positions_xy is None else
+                             frame.positions_m(refined_positions_xy, like=base.probe_positions))
     return _atomic_save_product(Path(path), product)
 
 

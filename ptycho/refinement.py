@@ -203,11 +203,14 @@ def _ramp(k_xy: NDArray[np.float64], shape: tuple[int, int], N: int) -> NDArray[
 
 
 def finish(problem: RefineProblem, recon: 'Reconstruction', canvas: NDArray,
-           probe: NDArray, losses: list[float], seconds: float) -> 'Reconstruction':
+           probe: NDArray, losses: list[float], seconds: float,
+           positions: NDArray | None = None) -> 'Reconstruction':
     """The refined :class:`~ptycho.workflows.contract.Reconstruction`: the probe's phase
     ramp relative to the guess moved into the object, the object cropped back to the input
     canvas (uncovered pixels stay zero), ``probe`` the refined probe (or the input probe
-    when only the object was refined), ``losses`` the data residual after each epoch."""
+    when only the object was refined), ``losses`` the data residual after each epoch,
+    ``positions`` the refined patch centres in canvas pixels (object pixels in the result;
+    kept only when ``problem.refine_positions``)."""
     N = problem.N
     canvas = np.asarray(canvas, np.complex128)
     probe = np.asarray(probe, np.complex128)
@@ -221,6 +224,12 @@ def finish(problem: RefineProblem, recon: 'Reconstruction', canvas: NDArray,
     obj = canvas[problem.inner]
     covered = np.asarray(recon.coverage) >= COVERAGE_EPS
     obj = np.where(covered, obj, 0).astype(np.complex64)
+    refined_positions = None
+    if problem.refine_positions and positions is not None:
+        refined_positions = np.asarray(positions, np.float64) + problem.origin_xy
+        moved = np.hypot(*(np.asarray(positions, np.float64) - problem.positions).T)
+        logger.info('Refined positions: moved %.2f px rms, %.2f px at most',
+                    float(np.sqrt(np.mean(moved ** 2))), float(moved.max(initial=0.0)))
     timings = dict(recon.timings)
     timings['refine_s'] = float(seconds)
     logger.info('Refinement: %d epochs (probe %s), data residual %s -> %.4f, %.2f s',
@@ -229,7 +238,7 @@ def finish(problem: RefineProblem, recon: 'Reconstruction', canvas: NDArray,
                 seconds)
     return dataclasses.replace(recon, obj=obj, probe=out_probe,
                                probe_refined=problem.refine_probe, losses=tuple(losses),
-                               timings=timings)
+                               timings=timings, positions_xy=refined_positions)
 
 
 def probe_error(probe: ArrayLike, reference: ArrayLike, *, lit: float = 0.01) -> float:

@@ -49,6 +49,9 @@ class Reconstruction:
     """``probe`` was refined with the object: it replaces the input probe in the product."""
     losses: tuple[float, ...] = ()
     """Data residual per refinement epoch (the first before any); empty without one."""
+    positions_refined: bool = False
+    """``positions_xy`` were refined with the object: they replace the scan's positions in
+    the product."""
 
     @property
     def mask(self) -> NDArray[np.bool_] | None:
@@ -87,9 +90,10 @@ def write_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
 
 
 def save_recon_npz(path: str | os.PathLike[str], recon: Reconstruction) -> Path:
-    """Write ``object`` (complex), ``amplitude``, ``phase``, ``coverage``, ``positions``,
-    ``origin_xy`` (and ``pixel_size_m`` when known; ``probe`` with ``probe_refined`` and the
-    refinement's ``refine_losses`` when there are), atomically."""
+    """Write ``object`` (complex), ``amplitude``, ``phase``, ``coverage``, ``positions``
+    (with ``positions_refined``), ``origin_xy`` (and ``pixel_size_m`` when known; ``probe``
+    with ``probe_refined`` and the refinement's ``refine_losses`` when there are),
+    atomically."""
     arrays: dict[str, Any] = {
         'object': np.asarray(recon.obj).astype(np.complex64),
         'amplitude': np.abs(recon.obj).astype(np.float32),
@@ -99,6 +103,7 @@ def save_recon_npz(path: str | os.PathLike[str], recon: Reconstruction) -> Path:
         arrays['coverage'] = np.asarray(recon.coverage, dtype=np.float32)
     if recon.positions_xy is not None:
         arrays['positions'] = np.asarray(recon.positions_xy, dtype=np.float64)
+        arrays['positions_refined'] = np.bool_(recon.positions_refined)
     if recon.origin_xy is not None:
         arrays['origin_xy'] = np.asarray(recon.origin_xy, dtype=np.float64)
     if recon.pixel_size_m is not None:
@@ -135,6 +140,8 @@ def load_reconstruction(path: str | os.PathLike[str]) -> Reconstruction:
             positions = np.asarray(data['positions']) if 'positions' in data.files else None
             probe = np.asarray(data['probe']) if 'probe' in data.files else None
             refined = bool(data['probe_refined']) if 'probe_refined' in data.files else False
+            moved = bool(data['positions_refined']) if 'positions_refined' in data.files \
+                else False
             losses = tuple(float(v) for v in data['refine_losses']) \
                 if 'refine_losses' in data.files else ()
     except (OSError, EOFError) as exc:
@@ -145,7 +152,7 @@ def load_reconstruction(path: str | os.PathLike[str]) -> Reconstruction:
                          f'{obj.dtype} {obj.shape}')
     return Reconstruction(obj=obj, coverage=coverage, origin_xy=origin,  # type: ignore[arg-type]
                           positions_xy=positions, probe=probe, probe_refined=refined,
-                          losses=losses)
+                          losses=losses, positions_refined=moved and positions is not None)
 
 
 def place_by_positions(recon: Reconstruction, truth_positions_xy: NDArray | None) -> None:
@@ -307,7 +314,8 @@ def write_reconstruction_outputs(output_dir: str | os.PathLike[str], recon: Reco
                 else np.zeros((0, 2)),
                 probe=probe if probe is not None else np.zeros((1, 1), np.complex64),
                 losses=losses or recon.losses, source=ptychodus_source, nphotons=nphotons,
-                refined_probe=recon.probe if recon.probe_refined else None)
+                refined_probe=recon.probe if recon.probe_refined else None,
+                refined_positions_xy=recon.positions_xy if recon.positions_refined else None)
         except PtychodusMissingError:
             report.notes.append(f'{PRODUCT_OUT_NAME} not written: ptychodus is not installed')
     if truth is not None:

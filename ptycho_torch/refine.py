@@ -99,5 +99,6 @@ def refine(scan: Any, recon: Reconstruction, config: InferenceConfig) -> Reconst
     with torch.no_grad():
         obj = torch.complex(obj_re, obj_im).cpu().numpy()
         refined_probe = (torch.complex(pr, pi) * peak).cpu().numpy()
+        refined_positions = (positions + delta).cpu().numpy()
     return refinement.finish(problem, recon, obj, refined_probe, losses,
-                             time.perf_counter() - tic)
+                             time.perf_counter() - tic, refined_positions)

@@ -25,7 +25,7 @@ from ptychodus.api.reconstruct import ReconstructInput
 
 from ptycho.atomic import atomic_path
 from ptycho.ptychodus_convert import (
-    inpaint, object_guess, patch_centres_px, probe_stack, replace_object,
+    Frame, inpaint, object_guess, patch_centres_px, probe_stack, replace_object,
 )
 
 logger = logging.getLogger(__name__)
@@ -147,10 +147,15 @@ def write_contract_npz(path: Path, scan: ScanData, *, include_object: bool = Tru
 
 def result_product(parameters: ReconstructInput, image: NDArray[numpy.complexfloating],
                    losses: Sequence[float] = (),
-                   probe: NDArray[numpy.complexfloating] | None = None) -> Product:
+                   probe: NDArray[numpy.complexfloating] | None = None,
+                   positions_xy: NDArray[numpy.floating] | None = None) -> Product:
     """The output product: the input product with the reconstructed object on its grid
     (in the input object's complex dtype); with ``probe`` (refined with the object) in place
-    of the input probe."""
-    dtype = parameters.product.object_.get_array().dtype
+    of the input probe, with ``positions_xy`` ((M, 2) patch centres in object pixels,
+    refined with the object) in place of the input positions."""
+    product = parameters.product
+    dtype = product.object_.get_array().dtype
     array = numpy.asarray(image, dtype=dtype if dtype.kind == 'c' else numpy.complex64)
-    return replace_object(parameters.product, array, losses=losses, probe=probe)
+    positions = None if positions_xy is None else Frame.of_object(product.object_).positions_m(
+        positions_xy, like=product.probe_positions)
+    return replace_object(product, array, losses=losses, probe=probe, positions=positions)

@@ -143,6 +143,7 @@ class Engine:
         timings.update(result.timings)
         return {'image': np.asarray(result.obj, dtype=np.complex64),
                 'probe': result.probe if result.probe_refined else None,
+                'positions': result.positions_xy,
                 'losses': list(result.losses),
                 'uncovered': result.uncovered, 'groups': stream.groups_done,
                 'patterns': stream.patterns, 'timings': timings, 'backend': result.backend}

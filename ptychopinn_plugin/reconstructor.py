@@ -274,5 +274,6 @@ class PtychoPINNTrainableReconstructor(TrainableReconstructor):
         logger.info('Reconstructed %d patterns: %s', len(scan),
                     ', '.join(f'{k}={v:.3f}' for k, v in timings.items()))
         yield ReconstructOutput(result_product(parameters, result['image'],
-                                               result.get('losses', ()), result.get('probe')),
+                                               result.get('losses', ()), result.get('probe'),
+                                               result.get('positions')),
                                 progress=self._progress_goal)

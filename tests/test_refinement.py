@@ -112,15 +112,28 @@ def test_the_refined_probe_is_written_and_read_back(tmp_path: Path) -> None:
     given = make_probe('gaussian', N).astype(np.complex64)
     refined = (given * np.exp(0.3j) * 1.7).astype(np.complex64)
     positions = rng.uniform(10, 30, (8, 2))
+    moved = positions + rng.normal(0, 0.5, positions.shape)
+    plain = None
     for probe, is_refined in ((refined, True), (given, False)):
         out = tmp_path / str(is_refined)
         recon = Outputs(obj=obj, coverage=np.ones(obj.shape), origin_xy=(0.0, 0.0),
-                        positions_xy=positions, probe=probe, probe_refined=is_refined,
-                        losses=(0.3, 0.1) if is_refined else ())
+                        positions_xy=moved if is_refined else positions, probe=probe,
+                        probe_refined=is_refined, losses=(0.3, 0.1) if is_refined else (),
+                        positions_refined=is_refined)
         report = write_reconstruction_outputs(out, recon, probe=given)
         back = load_reconstruction(report.files['reconstruction'])
         np.testing.assert_array_equal(back.probe, probe)
         assert back.probe_refined is is_refined and back.losses == recon.losses
+        assert back.positions_refined is is_refined
+        np.testing.assert_array_equal(back.positions_xy, recon.positions_xy)
         product = load_product(report.files['Ptychodus product'])
         np.testing.assert_array_equal(product.probes.get_probe_no_opr().get_array()[0], probe)
         assert [loss.value for loss in product.losses] == list(recon.losses)
+        geometry = product.object_.get_geometry()
+        read = np.stack([geometry.map_probe_positions_to_object_x_px(product.probe_positions),
+                         geometry.map_probe_positions_to_object_y_px(product.probe_positions)],
+                        axis=1)
+        if plain is None:
+            plain = read
+        else:  # the product's positions moved as the refined ones did, in its own pixels
+            np.testing.assert_allclose(plain - read, moved - positions, atol=1e-9)

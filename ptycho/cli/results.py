@@ -14,10 +14,12 @@ def outputs_reconstruction(recon: Any, data: Any) -> Any:
     from ptycho.run_outputs import Reconstruction
 
     pixel = data.ptychodus.frame.pixel_size_m if getattr(data, 'ptychodus', None) else None
+    refined = getattr(recon, 'positions_xy', None)
     return Reconstruction(obj=recon.obj, coverage=recon.coverage, origin_xy=recon.origin_xy,
-                          positions_xy=data.raw.positions_xy, pixel_size_m=pixel,
-                          probe=recon.probe, probe_refined=recon.probe_refined,
-                          losses=tuple(recon.losses))
+                          positions_xy=data.raw.positions_xy if refined is None else refined,
+                          pixel_size_m=pixel, probe=recon.probe,
+                          probe_refined=recon.probe_refined, losses=tuple(recon.losses),
+                          positions_refined=refined is not None)
 
 
 def loss_history(history: Mapping[str, Any]) -> dict[str, list[float]]:

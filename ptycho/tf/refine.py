@@ -57,11 +57,14 @@ def refine(scan: Any, recon: Reconstruction, config: InferenceConfig) -> Reconst
     tic = time.perf_counter()
     problem = refinement.prepare(scan, recon, config)
     with inference_scope(config.device):
-        obj, probe, losses = _optimise(problem)
-    return refinement.finish(problem, recon, obj, probe, losses, time.perf_counter() - tic)
+        obj, probe, losses, positions = _optimise(problem)
+    return refinement.finish(problem, recon, obj, probe, losses, time.perf_counter() - tic,
+                             positions)
 
 
-def _optimise(problem: refinement.RefineProblem) -> tuple[np.ndarray, np.ndarray, list[float]]:
+def _optimise(problem: refinement.RefineProblem
+              ) -> tuple[np.ndarray, np.ndarray, list[float], np.ndarray]:
+    """Object, probe, residual per epoch and patch centres (canvas pixels) after the run."""
     N = problem.N
     D = tf.constant(np.fft.ifftshift(problem.diffraction, axes=(-2, -1)))
     mask = tf.constant(np.fft.ifftshift(problem.mask))
@@ -129,4 +132,4 @@ def _optimise(problem: refinement.RefineProblem) -> tuple[np.ndarray, np.ndarray
         losses.append(float(np.sqrt(total / len(problem.diffraction))))
     obj = (obj_re.numpy() + 1j * obj_im.numpy()).astype(np.complex64)
     refined = ((pr.numpy() + 1j * pi.numpy()) * peak).astype(np.complex64)
-    return obj, refined, losses
+    return obj, refined, losses, (positions + delta).numpy()

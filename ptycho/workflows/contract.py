@@ -120,6 +120,10 @@ class Reconstruction:
     losses: tuple[float, ...] = ()
     """Data residual ``sqrt(sum m (A - D)**2 / sum m D**2)`` after each refinement epoch,
     the first entry before any (empty without refinement)."""
+    positions_xy: NDArray[np.float64] | None = field(default=None, repr=False, compare=False)
+    """``(M, 2)`` patch centres ``(x, y)`` in object pixels as a position refinement left
+    them (their mean is the given positions' mean); None when the positions were not
+    refined (the scan's own positions hold)."""
 
     @property
     def amplitude(self) -> NDArray[np.float32]:

@@ -69,14 +69,25 @@ def test_refinement_is_stable_on_a_realistic_fermat_scan(name: str) -> None:
     assert losses[-1] < 0.35 * losses[0], losses
     before = probe_error(sim.probe_guess, sim.probe)
     assert probe_error(refined.probe, sim.probe) < 0.5 * before
+    # The given positions are off by 1 px (std, per coordinate); the refined ones come
+    # closer to the truth, their mean held at the given mean.
+    positions = refined.positions_xy
+    assert positions is not None and positions.shape == sim.positions_given.shape
+    np.testing.assert_allclose(positions.mean(axis=0), sim.positions_given.mean(axis=0),
+                               atol=1e-4)
+    errors = [np.sqrt(np.mean((p - sim.positions_true) ** 2))
+              for p in (sim.positions_given, positions)]
+    assert errors[1] < 0.8 * errors[0], errors
 
 
 @pytest.mark.parametrize('name', backend_params())
 def test_object_only_refinement_keeps_the_input_probe(name: str, case: RefineCase) -> None:
-    config = InferenceConfig(refine_epochs=3, refine_probe=False, device='cpu')
+    config = InferenceConfig(refine_epochs=3, refine_probe=False, refine_positions=False,
+                             device='cpu')
     refined = get_backend(name).refine(case.scan, case.start, config)
     np.testing.assert_array_equal(refined.probe, case.scan.probeGuess)
     assert not refined.probe_refined
+    assert refined.positions_xy is None  # the scan's own positions hold
     assert refined.losses[-1] < refined.losses[0]
 
 
