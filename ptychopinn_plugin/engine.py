@@ -111,7 +111,8 @@ class Engine:
                                       device=settings.device,
                                       refine_epochs=settings.refine_epochs,
                                       refine_probe=settings.refine_probe,
-                                      refine_positions=settings.refine_positions)
+                                      refine_positions=settings.refine_positions,
+                                      tiling=settings.tiling)
         backend = self._dispatch(config)
         tic = time.perf_counter()
         raw = RawData(scan.x_px, scan.y_px, None, None, scan.amplitudes, scan.probe, None,

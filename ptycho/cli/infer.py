@@ -56,7 +56,8 @@ def load_model(model_dir: Path, config: InferenceConfig) -> tuple[Any, Any, Infe
                                       device=config.device, debug=config.debug,
                                       refine_epochs=config.refine_epochs,
                                       refine_probe=config.refine_probe,
-                                      refine_positions=config.refine_positions)
+                                      refine_positions=config.refine_positions,
+                                      tiling=config.tiling)
     return backend, model, run_config
 
 

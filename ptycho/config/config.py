@@ -37,6 +37,9 @@ from ptycho.atomic import write_text
 logger = logging.getLogger(__name__)
 
 BACKENDS: tuple[str, ...] = ('tensorflow', 'pytorch')
+TILINGS: tuple[str, ...] = ('seeds', 'partition')
+"""How inference forms groups at gridsize > 1 (``InferenceConfig.tiling``; the rules are
+:mod:`ptycho.workflows.streaming`'s)."""
 PATCH_SIZES: tuple[int, ...] = (64, 128, 256)
 MODEL_TYPES: tuple[str, ...] = ('pinn', 'supervised')
 AMP_ACTIVATIONS: tuple[str, ...] = ('sigmoid', 'swish', 'silu', 'softplus', 'relu')
@@ -504,6 +507,12 @@ class InferenceConfig(_RunConfig):
         metadata={'setting': Setting('RefinePositions', 'Refine Positions'),
                   'help': 'correct each scan position during refinement (given positions are '
                           'off by about a pixel on real scans); their mean shift is held at 0'})
+    tiling: str = field(default='seeds',
+        metadata={'setting': Setting('Tiling', 'Group Tiling'), 'choices': TILINGS,
+                  'help': "gridsize > 1: 'seeds' = one group per scan position (every pattern "
+                          "in about gridsize**2 groups); 'partition' = each pattern in about "
+                          "one group: 2-4x faster live reconstruction, lower quality "
+                          "(README, Live scans); needs sequential_sampling"})
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -528,6 +537,10 @@ class InferenceConfig(_RunConfig):
         _check_int(name, 'refine_epochs', self.refine_epochs, 0)
         _check_bool(name, 'refine_probe', self.refine_probe)
         _check_bool(name, 'refine_positions', self.refine_positions)
+        _check_choice(name, 'tiling', self.tiling, TILINGS)
+        if self.tiling == 'partition' and not self.sequential_sampling:
+            _fail(name, 'tiling', "'seeds' when sequential_sampling is False (the partition "
+                  "takes the patterns in scan order)", self.tiling)
 
     @property
     def seed(self) -> int:

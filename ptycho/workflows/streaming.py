@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ptycho.config.config import InferenceConfig
+from ptycho.config.config import TILINGS, InferenceConfig
 from ptycho.loader import PtychoDataContainer, normalization_factor
 from ptycho.physics import COVERAGE_EPS, canvas_geometry, default_crop
 from ptycho.probe import normalize_probe
@@ -68,13 +68,13 @@ from ptycho.workflows.contract import Backend, GroupObjects, LoadedModel, Recons
 
 logger = logging.getLogger(__name__)
 
-TILINGS = ('seeds', 'partition')
-"""How a stream forms groups (gridsize > 1). ``'seeds'``: one group per scan position, each
-stitched by the central crop at its centre (the whole-scan rule; every pattern is in about
-C groups). ``'partition'``: each pattern seeds a group only if no earlier group took it, its
-partners the nearest of its K neighbours not taken yet (taken ones only to fill up), and
-every member's crop of the group object is stitched at that member: about n / 2.5 groups
-for n patterns at C = 4 (see the module docstring for the quality it costs)."""
+# Tilings (:data:`ptycho.config.config.TILINGS`, chosen by ``InferenceConfig.tiling``), how a
+# stream forms groups at gridsize > 1. 'seeds': one group per scan position, each stitched by
+# the central crop at its centre (the whole-scan rule; every pattern is in about C groups).
+# 'partition': each pattern seeds a group only if no earlier group took it, its partners the
+# nearest of its K neighbours not taken yet (taken ones only to fill up), and every member's
+# crop of the group object is stitched at that member: about n / 2.5 groups for n patterns
+# at C = 4 (see the module docstring for the quality it costs).
 
 NORM_PATTERNS = 32
 """Patterns whose mean energy fixes a stream's normalisation (all, if the scan is shorter)."""
@@ -403,7 +403,7 @@ class ScanStream:
     then exactly those of the whole scan. ``flip_x``/``flip_y``/``transpose`` orient the
     image as :func:`ptycho.workflows.contract.orient` does. ``canvas_shape``/``origin_xy``
     fix the canvas (e.g. Ptychodus's object geometry); otherwise it grows with the scan.
-    ``tiling``: one of :data:`TILINGS` (gridsize > 1).
+    ``tiling``: one of :data:`TILINGS` (gridsize > 1); None = ``config.tiling``.
     """
 
     def __init__(self, backend: Backend, model: LoadedModel, config: InferenceConfig,
@@ -412,7 +412,8 @@ class ScanStream:
                  M: int | None = None, canvas_shape: tuple[int, int] | None = None,
                  origin_xy: tuple[float, float] | None = None, align_phase: bool = True,
                  flip_x: bool = False, flip_y: bool = False, transpose: bool = False,
-                 weights: ArrayLike | None = None, tiling: str = 'seeds') -> None:
+                 weights: ArrayLike | None = None, tiling: str | None = None) -> None:
+        tiling = config.tiling if tiling is None else tiling
         if tiling not in TILINGS:
             raise ValueError(f'stream: tiling must be one of {list(TILINGS)}, found {tiling!r}')
         if tiling == 'partition' and not config.sequential_sampling:

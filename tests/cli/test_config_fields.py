@@ -483,6 +483,33 @@ def _inference_refinement(ctx: Context, name: str) -> None:
                                     'refine_positions': 0}[name])
 
 
+@check(InferenceConfig, 'tiling')
+def _inference_tiling(ctx: Context, name: str) -> None:
+    """The groups a whole-scan stream reconstructs with a gridsize-2 network: one per
+    position ('seeds') or about one per pattern ('partition', the shared streaming code
+    both backends use); 'partition' with random sampling is refused."""
+    from ptycho.workflows.backend_selector import get_backend
+    from ptycho.workflows.contract import LoadedModel
+    from ptycho.workflows.streaming import reconstruct_scan
+
+    training = ctx.training(model={'gridsize': 2})
+    module = torch_module(ctx, training)
+    model = LoadedModel('pytorch', training, module.intensity_scale, None,
+                        {'diffraction_to_obj': module.diffraction_to_obj(),
+                         'lightning_module': module})
+
+    def observe(config: InferenceConfig) -> int:
+        return len(reconstruct_scan(get_backend('pytorch'), model, ctx.scan,
+                                    config).groups.patches)
+
+    base = ctx.inference(model={'gridsize': 2}, refine_epochs=0)
+    assert_changes(observe, base, name, 'partition')
+    assert observe(changed(base, name, 'partition')) < 0.6 * observe(base)
+    assert_refused(base, name, 'tiles')
+    assert_refused(ctx.inference(model={'gridsize': 2}, sequential_sampling=False), name,
+                   'partition')
+
+
 # --------------------------------------------------------------------------- the tests
 @pytest.mark.parametrize('key', sorted(CHECKS), ids='.'.join)
 def test_field(ctx: Context, key: tuple[str, str]) -> None:
