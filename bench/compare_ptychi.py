@@ -24,7 +24,8 @@ its train scan); ``--data`` takes any contract NPZ with ``objectGuess`` as the g
 the true probe is known apart from the guess (a preset, or an NPZ with ``probe_true`` as
 ``ptychopinn simulate --realistic`` writes), pty-chi's "probe known" runs hold the TRUE
 probe fixed and its "probe refined" runs start from the GIVEN guess; everyone gets the
-given positions. Prints one table and writes ``bench/results/compare_ptychi_<dataset>.json``
+given positions (``lsqml:refine+positions`` lets pty-chi correct them too, as this
+project's refinement does by default). Prints one table and writes ``bench/results/compare_ptychi_<dataset>.json``
 and a PNG beside it.
 
     nice -n 19 .venv/bin/python bench/compare_ptychi.py --preset siemens-weak-64-1e6 \
@@ -61,9 +62,12 @@ import ptychi_runner  # noqa: E402  (numpy-only helpers: the NPZ contract)
 logger = logging.getLogger('bench.compare_ptychi')
 
 PTYCHI_PYTHON = ROOT / '.venv-ptychi' / 'bin' / 'python'
-PTYCHI_RUNS = ('lsqml:fixed', 'lsqml:refine', 'rpie:fixed', 'rpie:refine')
+PTYCHI_RUNS = ('lsqml:fixed', 'lsqml:refine', 'lsqml:refine+positions', 'rpie:fixed',
+               'rpie:refine')
 BACKENDS = ('pytorch', 'tensorflow')
 LABELS = {'lsqml': 'LSQML', 'rpie': 'rPIE', 'pie': 'PIE', 'epie': 'ePIE'}
+PROBE_LABELS = {'fixed': ' (probe known)', 'refine': ' (probe refined)',
+                'refine+positions': ' (probe + positions refined)'}
 RESULTS = BENCH / 'results'
 
 
@@ -237,7 +241,7 @@ def run_ptychi(scan: Scan, runs: list[str], workdir: Path, *, python: Path, epoc
     """Each ``algorithm:probe`` run of the runner in its venv; images on the truth's grid.
 
     ``fixed`` runs hold the known probe (the true one where the scan has it), ``refine`` runs
-    start from the probe guess."""
+    start from the probe guess, ``refine+positions`` runs also correct the positions."""
     if not python.exists():
         raise SystemExit(f'compare_ptychi: {python} not found; build it with '
                          f'`nice -n 19 bash bench/ptychi_env.sh`, or pass --no-ptychi')
@@ -248,11 +252,12 @@ def run_ptychi(scan: Scan, runs: list[str], workdir: Path, *, python: Path, epoc
                                               scan.truth.shape,
                                               bad_pixels=getattr(scan.raw, 'bad_pixels', None))
               for mode, probe in probes.items()}
+    inputs['refine+positions'] = inputs['refine']
     results = []
     for run in runs:
         algorithm, probe_mode = run.split(':')
         inp = inputs[probe_mode]
-        out = workdir / f'ptychi_{algorithm}_{probe_mode}.npz'
+        out = workdir / f'ptychi_{algorithm}_{probe_mode.replace("+", "_")}.npz'
         command = [str(python), str(BENCH / 'ptychi_runner.py'), str(inp), str(out),
                    '--algorithm', algorithm, '--probe', probe_mode, '--epochs', str(epochs),
                    '--batch-size', str(rpie_batch_size if algorithm == 'rpie' else batch_size),
@@ -269,7 +274,7 @@ def run_ptychi(scan: Scan, runs: list[str], workdir: Path, *, python: Path, epoc
         output = ptychi_runner.read_output(out)
         image = output['object']
         label = f'pty-chi {LABELS[algorithm]}-{epochs}'
-        label += ' (probe known)' if probe_mode == 'fixed' else ' (probe refined)'
+        label += PROBE_LABELS[probe_mode]
         loss = np.asarray(output['loss'])
         results.append(MethodResult(
             name=label, image=image, valid=np.isfinite(image), seconds=output['seconds'],
@@ -479,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--ptychi', nargs='*', default=list(PTYCHI_RUNS),
                         choices=[f'{a}:{m}' for a in ptychi_runner.ALGORITHMS
                                  for m in ptychi_runner.PROBE_MODES],
-                        help='pty-chi runs, algorithm:probe (default: LSQML and rPIE, both)')
+                        help='pty-chi runs, algorithm:probe (default: LSQML known / refined / refined '
+                             'with positions, rPIE known / refined)')
     parser.add_argument('--no-ptychi', action='store_true')
     parser.add_argument('--ptychi-python', type=Path, default=PTYCHI_PYTHON)
     parser.add_argument('--epochs', type=int, default=100, help='pty-chi epochs')

@@ -58,7 +58,7 @@ import numpy as np
 logger = logging.getLogger('bench.ptychi_runner')
 
 ALGORITHMS = ('lsqml', 'rpie', 'pie', 'epie')
-PROBE_MODES = ('fixed', 'refine')
+PROBE_MODES = ('fixed', 'refine', 'refine+positions')
 DIFFRACTION_KINDS = ('amplitude', 'intensity')
 
 # --------------------------------------------------------------------------- NPZ contract
@@ -276,7 +276,9 @@ def install_torchvision_stub() -> bool:
 
 def build_options(api: Any, algorithm: str, probe_mode: str, epochs: int, batch_size: int,
                   seed: int | None) -> Any:
-    """pty-chi task options: its defaults except device (CPU), epochs, batch and probe."""
+    """pty-chi task options: its defaults except device (CPU), epochs, batch and probe;
+    ``refine+positions`` also corrects the positions (pty-chi's default position correction,
+    their mean held, as this project's refinement holds it)."""
     classes = {'lsqml': api.LSQMLOptions, 'rpie': api.RPIEOptions, 'pie': api.PIEOptions,
                'epie': api.EPIEOptions}
     options = classes[algorithm]()
@@ -284,8 +286,9 @@ def build_options(api: Any, algorithm: str, probe_mode: str, epochs: int, batch_
     options.object_options.determine_position_origin_coords_by = \
         api.ObjectPosOriginCoordsMethods.SUPPORT
     options.object_options.optimizable = True
-    options.probe_options.optimizable = probe_mode == 'refine'
-    options.probe_position_options.optimizable = False
+    options.probe_options.optimizable = probe_mode in ('refine', 'refine+positions')
+    options.probe_position_options.optimizable = probe_mode == 'refine+positions'
+    options.probe_position_options.constrain_position_mean = probe_mode == 'refine+positions'
     options.reconstructor_options.num_epochs = int(epochs)
     options.reconstructor_options.batch_size = int(batch_size)
     options.reconstructor_options.default_device = api.Devices.CPU
