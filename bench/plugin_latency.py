@@ -3,8 +3,9 @@
 A 1,000-pattern simulated scan goes through the plugin exactly as Ptychodus hands it
 over (counts, metres, probe stack). Three calls are timed per backend:
 
-* ``cold``: no worker running; the call starts the worker, loads the model, infers and
-  stitches (what the first scan after launching Ptychodus pays);
+* ``cold``: no worker running; the call starts the worker, loads the model, infers,
+  stitches and refines (the settings' default; what the first scan after launching
+  Ptychodus pays);
 * ``warm``: the next scan on the same loaded model (must show 0 start-up and 0 load);
 * ``warm 2``: once more, to show the warm figure is stable.
 
@@ -33,7 +34,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / 'tests' / 'plugin'))
 
 COLUMNS = ('worker_start_s', 'model_load_s', 'convert_s', 'prepare_s', 'inference_s',
-           'stitch_s', 'total_s')
+           'stitch_s', 'refine_s', 'total_s')
 
 
 def _library(backend: str) -> Any:
