@@ -85,15 +85,24 @@ def _stream(backend: Backend, model: LoadedModel, scan: Any, batch_size: int,
 
 
 def per_chunk_cost(backend: Backend, model: LoadedModel, scan: Any, chunks: int,
-                   batch_size: int, plan: bool, tiling: str) -> list[float]:
+                   batch_size: int, plan: bool, tiling: str
+                   ) -> tuple[list[float], list[int], list[float]]:
+    """Seconds, groups completed and process CPU-seconds of each of ``chunks`` equal
+    chunks: the first chunk completes fewer groups (partners of its last patterns arrive
+    later), the last one completes all that waited; the cost per group is what must stay
+    flat (CPU-seconds tell more work from a busy machine)."""
     stream = _stream(backend, model, scan, batch_size, plan, tiling)
     edges = np.linspace(0, len(scan.xcoords), chunks + 1).astype(int)
     positions = _positions(scan)
-    seconds = []
+    seconds, groups, cpu = [], [], []
     for a, b in zip(edges[:-1], edges[1:]):
-        seconds.append(stream.add(scan.diff3d[a:b], positions[a:b]).chunk_seconds)
+        before = time.process_time()
+        status = stream.add(scan.diff3d[a:b], positions[a:b])
+        cpu.append(time.process_time() - before)
+        seconds.append(status.chunk_seconds)
+        groups.append(status.groups - sum(groups))
     stream.close()
-    return seconds
+    return seconds, groups, cpu
 
 
 def run_at_rate(backend: Backend, model: LoadedModel, scan: Any, rate: float,
@@ -190,15 +199,19 @@ def run_one(args: argparse.Namespace, backend: Backend, N: int, argv: list[str] 
         'warm_up_seconds': round(warm_seconds, 1),
         'command': ' '.join(['.venv/bin/python', 'bench/live.py', *(sys.argv[1:] if argv is None
                                                                    else argv)])}
-    chunk_seconds = per_chunk_cost(backend, model, scan, args.chunks, args.batch_size, plan,
-                                   tiling)
+    chunk_seconds, chunk_groups, chunk_cpu = per_chunk_cost(backend, model, scan, args.chunks,
+                                                            args.batch_size, plan, tiling)
     results['per_chunk_seconds'] = [round(s, 3) for s in chunk_seconds]
+    results['per_chunk_groups'] = chunk_groups
+    results['per_chunk_cpu_seconds'] = [round(s, 3) for s in chunk_cpu]
     results['per_chunk_load_average_1min'] = _load()
     print(f'{args.backend} N={N} gridsize={results["gridsize"]} tiling={tiling}: {n} '
           f'patterns in {args.chunks} chunks of ~{n // args.chunks} (load {load_at_start}; '
           f'warm-up {warm_seconds:.1f} s)')
-    for k, seconds in enumerate(chunk_seconds, 1):
-        print(f'  chunk {k:2d}: {seconds:6.3f} s')
+    for k, (seconds, groups, cpu) in enumerate(zip(chunk_seconds, chunk_groups, chunk_cpu), 1):
+        per_group = (f'{1e3 * seconds / groups:6.1f} ms/group, {1e3 * cpu / groups:6.1f} '
+                     f'CPU-ms/group' if groups else '')
+        print(f'  chunk {k:2d}: {seconds:6.3f} s, {groups:4d} groups {per_group}')
     print(f'  (load {results["per_chunk_load_average_1min"]})')
     rows = []
 
