@@ -74,10 +74,32 @@ def _probe_file(path: Path) -> Any:
 
 
 def _outputs(result: Any, positions: Any) -> Any:
+    """What is written for the stream's image so far or, at the end, the refined image
+    (with its probe, residuals and, when refined, positions)."""
     from ptycho.run_outputs import Reconstruction
 
+    refined = getattr(result, 'positions_xy', None)
     return Reconstruction(obj=result.obj, coverage=result.coverage, origin_xy=result.origin_xy,
-                          positions_xy=positions)
+                          positions_xy=positions if refined is None else refined,
+                          probe=result.probe, probe_refined=result.probe_refined,
+                          losses=tuple(result.losses), positions_refined=refined is not None)
+
+
+def _refined(backend: Any, stream: Any, probe: Any, result: Any, config: Any,
+             source: Path) -> Any:
+    """The whole scan's image as ``ptychopinn infer`` returns it: the physics refinement on
+    the patterns the stream took (when ``config.refine_epochs`` > 0)."""
+    from ptycho.probe import reduce_probe_modes
+    from ptycho.raw_data import RawData
+    from ptycho.workflows.contract import with_refinement
+
+    positions = stream.index.positions
+    scan = RawData(positions[:, 0], positions[:, 1], None, None, stream.diffraction,
+                   reduce_probe_modes(probe), None, source=str(source),
+                   diffraction_units='amplitude')
+    if config.refine_epochs > 0:
+        say(f'Refining the image on the scan\'s data ({config.refine_epochs} epochs)')
+    return with_refinement(backend, scan, result, config)
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -123,6 +145,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     stream = stream_holder[0]
+    result = _refined(backend, stream, probe_holder[0], result, run_config, args.file)
     report = write_reconstruction_outputs(out, _outputs(result, stream.index.positions),
                                           probe=probe_holder[0])
     say(f'Scan ended ({summary.ended_by}): {summary.patterns} patterns in {summary.seconds:.1f} s; '

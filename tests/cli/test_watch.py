@@ -112,14 +112,15 @@ def test_watch_reconstructs_landing_scans_and_stops_on_ctrl_c(
 def test_follow_reconstructs_a_growing_file_as_the_stream_does(
         tiny_model: Path, small_sim_test: Path, tmp_path: Path) -> None:
     """``ptychopinn follow``: a SWMR writer appends integer counts in pieces and then marks
-    the scan complete; the final image is the no-plan stream's image of the whole scan."""
+    the scan complete; the final image is the no-plan stream's image of the whole scan,
+    refined as ``infer`` refines (``--refine_epochs 2`` here)."""
     import threading
 
     import h5py
 
     from ptycho.raw_data import RawData
     from ptycho.workflows.backend_selector import get_backend
-    from ptycho.workflows.contract import inference_config_for
+    from ptycho.workflows.contract import inference_config_for, with_refinement
     from ptycho.workflows.streaming import ScanStream
 
     raw = RawData.from_file(small_sim_test)
@@ -155,7 +156,8 @@ def test_follow_reconstructs_a_growing_file_as_the_stream_does(
         proc = subprocess.Popen(
             [sys.executable, '-m', 'ptycho.cli', 'follow', str(growing), '--model',
              str(tiny_model), '--output-dir', str(out), '--interval', '0.1',
-             '--preview-every', '0.2', '--batch-size', '64'], cwd=tmp_path, env=cli_env(),
+             '--preview-every', '0.2', '--batch-size', '64', '--refine_epochs', '2'],
+            cwd=tmp_path, env=cli_env(),
             stdout=stdout_file, stderr=stderr_file)
         try:
             _wait_for(lambda: 'Following' in stdout_path.read_text(), proc, 'start-up',
@@ -175,16 +177,20 @@ def test_follow_reconstructs_a_growing_file_as_the_stream_does(
     assert 'groups in the image' in stdout, stdout  # the image so far, while it ran
     with np.load(out / 'recon.npz') as result:
         followed = result['object']
+        assert len(result['refine_losses']) == 3 and bool(result['probe_refined'])
+        assert bool(result['positions_refined'])
     for png in ('reconstructed_amplitude.png', 'reconstructed_phase.png'):
         assert (out / png).read_bytes()[:8] == PNG
     assert_no_temporaries(out)
 
     backend = get_backend('pytorch')
     model = backend.load(tiny_model)
-    stream = ScanStream(backend, model, inference_config_for(model, batch_size=64),
-                        raw.probeGuess)
-    stream.add(np.sqrt(counts.astype(np.float32)),
-               np.stack([raw.xcoords, raw.ycoords], axis=1))
-    whole = stream.close().obj
+    config = inference_config_for(model, batch_size=64, refine_epochs=2)
+    stream = ScanStream(backend, model, config, raw.probeGuess)
+    amplitudes = np.sqrt(counts.astype(np.float32))
+    stream.add(amplitudes, np.stack([raw.xcoords, raw.ycoords], axis=1))
+    scan = RawData(raw.xcoords, raw.ycoords, None, None, amplitudes, raw.probeGuess, None,
+                   diffraction_units='amplitude')
+    whole = with_refinement(backend, scan, stream.close(), config).obj
     assert followed.shape == whole.shape
     np.testing.assert_allclose(followed, whole, rtol=0, atol=1e-4 * np.abs(whole).max())
