@@ -16,7 +16,7 @@ it to a :class:`ptycho.workflows.streaming.ScanStream`). Per backend it prints:
 
 The 1-min load average is printed beside each figure: on a shared machine the wall-clock
 figures mean little unless it is below the core count. ``--tiling partition`` streams
-with the partition tiling (:data:`ptycho.workflows.streaming.TILINGS`: about 2.5x fewer
+with the partition tiling (:data:`ptycho.config.config.TILINGS`: about 2.5x fewer
 groups at gridsize 2, at some quality). ``--N 64 128`` runs both patch sizes in one go.
 
     .venv/bin/python bench/live.py --backend pytorch --N 64 128
@@ -34,6 +34,7 @@ of a reconstruction does not depend on the weights. JSON in ``bench/results/``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -49,10 +50,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # before torch loads OpenMP
 
 from ptycho.atomic import write_text  # noqa: E402
-from ptycho.config.config import ModelConfig, TrainingConfig  # noqa: E402
+from ptycho.config.config import TILINGS, ModelConfig, TrainingConfig  # noqa: E402
 from ptycho.workflows.backend_selector import get_backend  # noqa: E402
 from ptycho.workflows.contract import Backend, LoadedModel, inference_config_for  # noqa: E402
-from ptycho.workflows.streaming import TILINGS, ScanStream  # noqa: E402
+from ptycho.workflows.streaming import ScanStream  # noqa: E402
 
 logger = logging.getLogger('bench.live')
 
@@ -79,9 +80,9 @@ def _load() -> float:
 
 def _stream(backend: Backend, model: LoadedModel, scan: Any, batch_size: int,
             plan: bool, tiling: str) -> ScanStream:
-    config = inference_config_for(model, batch_size=batch_size)
+    config = inference_config_for(model, batch_size=batch_size, tiling=tiling)
     return ScanStream(backend, model, config, scan.probeGuess,
-                      plan=_positions(scan) if plan else None, tiling=tiling)
+                      plan=_positions(scan) if plan else None)
 
 
 def per_chunk_cost(backend: Backend, model: LoadedModel, scan: Any, chunks: int,
@@ -145,9 +146,9 @@ def whole_scan(backend: Backend, model: LoadedModel, scan: Any, batch_size: int,
                tiling: str) -> dict[str, float]:
     from ptycho.workflows.streaming import reconstruct_scan
 
-    config = inference_config_for(model, batch_size=batch_size)
+    config = inference_config_for(model, batch_size=batch_size, tiling=tiling)
     tic, cpu = time.perf_counter(), time.process_time()
-    result = reconstruct_scan(backend, model, scan, config, tiling=tiling)
+    result = reconstruct_scan(backend, model, scan, config)
     seconds, cpu = time.perf_counter() - tic, time.process_time() - cpu
     return {'seconds': round(seconds, 2), 'patterns_per_s': round(len(scan.xcoords) / seconds, 1),
             'cpu_seconds': round(cpu, 2), 'groups': len(result.groups.positions_xy),
@@ -265,7 +266,7 @@ def tiling_quality(backend: Backend, model: LoadedModel, batch_size: int) -> dic
     out: dict[str, Any] = {}
     for tiling in TILINGS:
         tic, cpu = time.perf_counter(), time.process_time()
-        result = reconstruct_scan(backend, model, scan, config, tiling=tiling)
+        result = reconstruct_scan(backend, model, scan, dataclasses.replace(config, tiling=tiling))
         seconds, cpu = time.perf_counter() - tic, time.process_time() - cpu
         scores = quality.score(scan, {'image': result.obj, 'coverage': result.coverage,
                                       'origin_xy': result.origin_xy}, M)
@@ -295,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--max-chunk', type=int, default=256)
     parser.add_argument('--batch-size', type=int, default=64)
     parser.add_argument('--tiling', default='seeds', choices=TILINGS,
-                        help='how groups are formed (ptycho.workflows.streaming.TILINGS)')
+                        help='how groups are formed (InferenceConfig.tiling)')
     parser.add_argument('--no-plan', action='store_true',
                         help='positions arrive with the patterns (groups wait --lookahead)')
     parser.add_argument('--quality', action='store_true',

@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ptycho.config.config import TILINGS, InferenceConfig
+from ptycho.config.config import InferenceConfig
 from ptycho.loader import PtychoDataContainer, normalization_factor
 from ptycho.physics import COVERAGE_EPS, canvas_geometry, default_crop
 from ptycho.probe import normalize_probe
@@ -403,7 +403,7 @@ class ScanStream:
     then exactly those of the whole scan. ``flip_x``/``flip_y``/``transpose`` orient the
     image as :func:`ptycho.workflows.contract.orient` does. ``canvas_shape``/``origin_xy``
     fix the canvas (e.g. Ptychodus's object geometry); otherwise it grows with the scan.
-    ``tiling``: one of :data:`TILINGS` (gridsize > 1); None = ``config.tiling``.
+    The tiling (gridsize > 1) is ``config.tiling``, validated by :class:`InferenceConfig`.
     """
 
     def __init__(self, backend: Backend, model: LoadedModel, config: InferenceConfig,
@@ -412,13 +412,7 @@ class ScanStream:
                  M: int | None = None, canvas_shape: tuple[int, int] | None = None,
                  origin_xy: tuple[float, float] | None = None, align_phase: bool = True,
                  flip_x: bool = False, flip_y: bool = False, transpose: bool = False,
-                 weights: ArrayLike | None = None, tiling: str | None = None) -> None:
-        tiling = config.tiling if tiling is None else tiling
-        if tiling not in TILINGS:
-            raise ValueError(f'stream: tiling must be one of {list(TILINGS)}, found {tiling!r}')
-        if tiling == 'partition' and not config.sequential_sampling:
-            raise ValueError('stream: tiling="partition" takes the patterns in scan order; '
-                             'set sequential_sampling=True')
+                 weights: ArrayLike | None = None) -> None:
         if lookahead < 0 or norm_patterns < 1:
             raise ValueError(f'stream: lookahead must be >= 0 and norm_patterns >= 1, found '
                              f'{lookahead} and {norm_patterns}')
@@ -426,7 +420,7 @@ class ScanStream:
         self.N = model.config.model.require_size()
         self.C = model.config.model.gridsize ** 2
         self.K = max(int(config.neighbor_count), self.C - 1)
-        self.partition = tiling == 'partition' and self.C > 1
+        self.partition = config.tiling == 'partition' and self.C > 1
         self.M = default_crop(self.N) if M is None else int(M)
         if not 0 < self.M <= self.N:
             raise ValueError(f'stream: crop size M must be in 1..{self.N}, found {self.M}')

@@ -87,8 +87,8 @@ def test_the_partition_tiling_streamed_is_the_partition_reconstructed_whole(trai
     with and without a plan."""
     backend, model = trained
     test = scans[1]
-    config = inference_config_for(model, batch_size=32)
-    options = dict(norm_patterns=30, tiling='partition')
+    config = inference_config_for(model, batch_size=32, tiling='partition')
+    options = dict(norm_patterns=30)
     whole = reconstruct_scan(backend, model, test, config, **options)
     gridsize = model.config.model.gridsize
     expected = partition_groups(_positions(test), config.neighbor_count, gridsize ** 2)
