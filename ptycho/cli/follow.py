@@ -21,6 +21,7 @@ from ptycho.cli.errors import EXIT_OK
 from ptycho.cli.infer import load_kept_model
 from ptycho.cli.output import say
 from ptycho.cli.parser import add_model_flag, add_output_flags, positive_float
+from ptycho.cli.results import as_outputs
 from ptycho.cli.run_config import resolve
 from ptycho.cli_config import add_config_flags
 from ptycho.config.config import InferenceConfig
@@ -73,18 +74,6 @@ def _probe_file(path: Path) -> Any:
         return np.asarray(data['probeGuess'])
 
 
-def _outputs(result: Any, positions: Any) -> Any:
-    """What is written for the stream's image so far or, at the end, the refined image
-    (with its probe, residuals and, when refined, positions)."""
-    from ptycho.run_outputs import Reconstruction
-
-    refined = getattr(result, 'positions_xy', None)
-    return Reconstruction(obj=result.obj, coverage=result.coverage, origin_xy=result.origin_xy,
-                          positions_xy=positions if refined is None else refined,
-                          probe=result.probe, probe_refined=result.probe_refined,
-                          losses=tuple(result.losses), positions_refined=refined is not None)
-
-
 def _refined(backend: Any, stream: Any, probe: Any, result: Any, config: Any,
              source: Path) -> Any:
     """The whole scan's image as ``ptychopinn infer`` returns it: the physics refinement on
@@ -132,7 +121,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     def preview(result: Any, patterns: int) -> None:
         stream = stream_holder[0]
-        write_reconstruction_outputs(out, _outputs(result, stream.index.positions))
+        write_reconstruction_outputs(out, as_outputs(result, stream.index.positions))
         rate = patterns / max(time.perf_counter() - started, 1e-9)
         say(f'{patterns} patterns, {stream.groups_done} groups in the image '
             f'({rate:.0f} patterns/s); image so far in {out}')
@@ -146,7 +135,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         signal.signal(signal.SIGINT, previous)
     stream = stream_holder[0]
     result = _refined(backend, stream, probe_holder[0], result, run_config, args.file)
-    report = write_reconstruction_outputs(out, _outputs(result, stream.index.positions),
+    report = write_reconstruction_outputs(out, as_outputs(result, stream.index.positions),
                                           probe=probe_holder[0])
     say(f'Scan ended ({summary.ended_by}): {summary.patterns} patterns in {summary.seconds:.1f} s; '
         f'{", ".join(str(p) for p in report.files.values())}')

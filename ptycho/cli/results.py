@@ -11,13 +11,20 @@ def outputs_reconstruction(recon: Any, data: Any) -> Any:
     """The :class:`ptycho.run_outputs.Reconstruction` written for a backend's stitched
     :class:`ptycho.workflows.contract.Reconstruction` of ``data`` (an ``InputData``);
     Ptychodus input supplies the physical pixel size for the figures' axes."""
+    pixel = data.ptychodus.frame.pixel_size_m if getattr(data, 'ptychodus', None) else None
+    return as_outputs(recon, data.raw.positions_xy, pixel_size_m=pixel)
+
+
+def as_outputs(recon: Any, positions_xy: Any, *, pixel_size_m: float | None = None) -> Any:
+    """The :class:`ptycho.run_outputs.Reconstruction` of a contract reconstruction: its
+    probe and residuals, and the refined positions when a refinement moved them, else the
+    scan's ``positions_xy``."""
     from ptycho.run_outputs import Reconstruction
 
-    pixel = data.ptychodus.frame.pixel_size_m if getattr(data, 'ptychodus', None) else None
     refined = getattr(recon, 'positions_xy', None)
     return Reconstruction(obj=recon.obj, coverage=recon.coverage, origin_xy=recon.origin_xy,
-                          positions_xy=data.raw.positions_xy if refined is None else refined,
-                          pixel_size_m=pixel, probe=recon.probe,
+                          positions_xy=positions_xy if refined is None else refined,
+                          pixel_size_m=pixel_size_m, probe=recon.probe,
                           probe_refined=recon.probe_refined, losses=tuple(recon.losses),
                           positions_refined=refined is not None)
 
