@@ -1,8 +1,9 @@
 """Physics refinement after the network, in torch (see :mod:`ptycho.refinement`).
 
-The stitched object and (optionally) the probe and position corrections are optimised by Adam on the scan's own
-amplitudes through :mod:`ptycho_torch.physics` (bilinear patch extraction, orthonormal far
-field). One step takes a mini-batch of patterns: patches are gathered in one indexing
+The stitched object and (optionally) the probe and position corrections are optimised by
+Adam on the Poisson likelihood of the scan's own counts (with the object's total variation
+prior, see :mod:`ptycho.refinement`) through :mod:`ptycho_torch.physics` (bilinear patch
+extraction, orthonormal far field). One step takes a mini-batch of patterns: patches are gathered in one indexing
 operation (its backward is a scatter-add into the canvas), so nothing loops per pattern.
 """
 
@@ -25,9 +26,24 @@ _EPS = 1e-12
 """Added to the far-field intensity under the square root (a finite gradient at zero)."""
 
 
-def _amplitude(obj: Tensor, probe: Tensor, positions: Tensor, N: int) -> Tensor:
+def _intensity(obj: Tensor, probe: Tensor, positions: Tensor, N: int) -> Tensor:
     spectrum = torch.fft.fft2(probe * physics.extract_patches(obj, positions, N), norm='ortho')
-    return torch.sqrt(spectrum.real.square() + spectrum.imag.square() + _EPS)
+    return spectrum.real.square() + spectrum.imag.square()
+
+
+def _amplitude(obj: Tensor, probe: Tensor, positions: Tensor, N: int) -> Tensor:
+    return torch.sqrt(_intensity(obj, probe, positions, N) + _EPS)
+
+
+def total_variation(re: Tensor, im: Tensor) -> Tensor:
+    """Isotropic total variation of the complex image ``re + i im`` (forward differences,
+    smoothed by :data:`ptycho.refinement.TV_EPS`)."""
+    dr = re[1:, :-1] - re[:-1, :-1]
+    dc = re[:-1, 1:] - re[:-1, :-1]
+    di = im[1:, :-1] - im[:-1, :-1]
+    dj = im[:-1, 1:] - im[:-1, :-1]
+    return torch.sqrt(dr.square() + dc.square() + di.square() + dj.square()
+                      + refinement.TV_EPS ** 2).sum()
 
 
 def _shifted(D: Tensor) -> Tensor:
@@ -79,13 +95,22 @@ def refine(scan: Any, recon: Reconstruction, config: InferenceConfig) -> Reconst
             for group, lr in zip(optimizer.param_groups, base):
                 group['lr'] = lr * factor
             index = torch.from_numpy(batch).to(device)
-            A = _amplitude(torch.complex(obj_re, obj_im), torch.complex(pr, pi) * peak,
-                           positions[index] + delta[index], N)
+            intensity = _intensity(torch.complex(obj_re, obj_im), torch.complex(pr, pi) * peak,
+                                   positions[index] + delta[index], N)
             measured = D[index]
-            loss = (mask * (A - measured).square()).sum() / (mask * measured.square()).sum()
+            counts = measured.square()
+            total_counts = (mask * counts).sum()
+            loss = (mask * (intensity - counts * torch.log(intensity + problem.poisson_eps))
+                    ).sum() / total_counts
+            if problem.tv_weight:
+                loss = loss + (problem.prior_weight(len(batch)) * total_variation(obj_re, obj_im)
+                               / total_counts)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            with torch.no_grad():
+                residual = (mask * (torch.sqrt(intensity.detach() + _EPS) - measured).square()
+                            ).sum() / total_counts
             with torch.no_grad():
                 if problem.refine_probe:
                     norm = torch.sqrt(power / (pr.square() + pi.square()).sum())
@@ -93,7 +118,7 @@ def refine(scan: Any, recon: Reconstruction, config: InferenceConfig) -> Reconst
                     pi.mul_(norm)
                 if problem.refine_positions:
                     delta.sub_(delta.mean(dim=0))
-            total += float(loss.detach()) * len(batch)
+            total += float(residual) * len(batch)
             step += 1
         losses.append(float(np.sqrt(total / len(D))))
     with torch.no_grad():

@@ -1,7 +1,8 @@
 """Physics refinement after the network, in TensorFlow (see :mod:`ptycho.refinement`).
 
-The twin of ``ptycho_torch.refine`` for users without torch: the same problem, mini-batch
-order, learning-rate schedule and Adam update (written out, in torch's form), through
+The twin of ``ptycho_torch.refine`` for users without torch: the same problem, loss
+(Poisson likelihood and total variation prior), mini-batch order, learning-rate schedule and
+Adam update (written out, in torch's form), through
 :mod:`ptycho.tf.physics` (bilinear patch extraction by gathers, whose gradient is a
 scatter-add into the canvas). One compiled step per mini-batch; nothing loops per pattern.
 """
@@ -26,11 +27,26 @@ _BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
 
 
-def _amplitude(obj: tf.Tensor, probe: tf.Tensor, positions: tf.Tensor, N: int) -> tf.Tensor:
-    """Far-field amplitude in unshifted FFT order, orthonormal."""
+def _intensity(obj: tf.Tensor, probe: tf.Tensor, positions: tf.Tensor, N: int) -> tf.Tensor:
+    """Far-field intensity in unshifted FFT order, orthonormal."""
     psi = probe * physics.extract_patches(obj, positions, N)
     spectrum = tf.signal.fft2d(psi) / tf.complex(float(N), 0.0)
-    return tf.sqrt(tf.math.real(spectrum) ** 2 + tf.math.imag(spectrum) ** 2 + _EPS)
+    return tf.math.real(spectrum) ** 2 + tf.math.imag(spectrum) ** 2
+
+
+def _amplitude(obj: tf.Tensor, probe: tf.Tensor, positions: tf.Tensor, N: int) -> tf.Tensor:
+    """Far-field amplitude in unshifted FFT order, orthonormal."""
+    return tf.sqrt(_intensity(obj, probe, positions, N) + _EPS)
+
+
+def total_variation(re: tf.Tensor, im: tf.Tensor) -> tf.Tensor:
+    """Isotropic total variation of ``re + i im``, as ``ptycho_torch.refine``'s."""
+    dr = re[1:, :-1] - re[:-1, :-1]
+    dc = re[:-1, 1:] - re[:-1, :-1]
+    di = im[1:, :-1] - im[:-1, :-1]
+    dj = im[:-1, 1:] - im[:-1, :-1]
+    return tf.reduce_sum(tf.sqrt(dr ** 2 + dc ** 2 + di ** 2 + dj ** 2
+                                 + refinement.TV_EPS ** 2))
 
 
 class _Adam:
@@ -95,16 +111,23 @@ def _optimise(problem: refinement.RefineProblem
     position_adam = _Adam([delta])
     refine_probe, refine_positions = problem.refine_probe, problem.refine_positions
 
+    poisson_eps = problem.poisson_eps
+    tv_weight = problem.tv_weight
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([], tf.float32),
-                                  tf.TensorSpec([], tf.float32)])
-    def step(index: tf.Tensor, factor: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
+                                  tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.float32)])
+    def step(index: tf.Tensor, factor: tf.Tensor, t: tf.Tensor, prior: tf.Tensor) -> tf.Tensor:
         measured = tf.gather(D, index)
+        counts = measured ** 2
+        total_counts = tf.reduce_sum(mask * counts)
         with tf.GradientTape() as tape:
-            A = _amplitude(tf.complex(obj_re, obj_im),
-                           tf.complex(pr, pi) * tf.complex(peak, 0.0),
-                           tf.gather(positions, index) + tf.gather(delta, index), N)
-            loss = (tf.reduce_sum(mask * (A - measured) ** 2)
-                    / tf.reduce_sum(mask * measured ** 2))
+            intensity = _intensity(tf.complex(obj_re, obj_im),
+                                   tf.complex(pr, pi) * tf.complex(peak, 0.0),
+                                   tf.gather(positions, index) + tf.gather(delta, index), N)
+            loss = tf.reduce_sum(mask * (intensity - counts * tf.math.log(intensity + poisson_eps))
+                                 ) / total_counts
+            if tv_weight:
+                loss = loss + prior * total_variation(obj_re, obj_im) / total_counts
         variables = ([obj_re, obj_im] + ([pr, pi] if refine_probe else [])
                      + ([delta] if refine_positions else []))
         grads = tape.gradient(loss, variables)
@@ -117,7 +140,8 @@ def _optimise(problem: refinement.RefineProblem
         if refine_positions:
             position_adam.apply(grads[-1:], problem.position_lr * factor, t)
             delta.assign(delta - tf.reduce_mean(delta, axis=0))
-        return loss
+        return (tf.reduce_sum(mask * (tf.sqrt(intensity + _EPS) - measured) ** 2)
+                / total_counts)
 
     losses = [start_residual]
     count = 0
@@ -126,7 +150,8 @@ def _optimise(problem: refinement.RefineProblem
         for batch in epoch:
             loss = step(tf.constant(batch), tf.constant(problem.learning_rate_factor(count),
                                                         tf.float32),
-                        tf.constant(count + 1, tf.float32))
+                        tf.constant(count + 1, tf.float32),
+                        tf.constant(problem.prior_weight(len(batch)), tf.float32))
             total += float(loss) * len(batch)
             count += 1
         losses.append(float(np.sqrt(total / len(problem.diffraction))))

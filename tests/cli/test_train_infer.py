@@ -71,8 +71,9 @@ def test_pytorch_train_infer_resume_interrupt(tmp_path: Path, small_sim: Path,
 
     # Inference: backend read from the bundle; stitched outputs written.
     inferred = tmp_path / 'inferred'
+    # Two refinement epochs: its outputs are written; its quality is tested elsewhere.
     result = run_cli('infer', '--model', out, '--test-data', small_sim_test, '--output-dir',
-                     inferred, '--batch-size', 16, cwd=tmp_path)
+                     inferred, '--batch-size', 16, '--refine_epochs', 2, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert 'pytorch' in result.stdout
     _check_recon_outputs(inferred)
@@ -146,7 +147,8 @@ def test_tensorflow_train_infer_on_ptychodus_files(tmp_path: Path, small_sim: Pa
 
     inferred = tmp_path / 'inferred'
     result = run_cli('infer', '--model', out, '--test-data', test_dir / 'diffraction.h5',
-                     '--ground-truth', small_sim_test, '--output-dir', inferred, cwd=tmp_path)
+                     '--ground-truth', small_sim_test, '--output-dir', inferred,
+                     '--refine_epochs', 2, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert 'tensorflow' in result.stdout
     _check_recon_outputs(inferred)

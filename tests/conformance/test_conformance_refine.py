@@ -80,6 +80,101 @@ def test_refinement_is_stable_on_a_realistic_fermat_scan(name: str) -> None:
     assert errors[1] < 0.8 * errors[0], errors
 
 
+@pytest.fixture(scope='module')
+def low_dose():
+    """A realistic low-dose scan (1e4 photons per pattern, experimental probe given as a
+    perturbed guess, 1 px position errors) and a flat start on the truth's grid."""
+    from ptycho.simulation import RealisticScanSpec, realistic_scan
+
+    sim = realistic_scan(RealisticScanSpec(N=64, object_kind='siemens', scan='raster',
+                                           n_positions=200, nphotons=1e4, split='test'))
+    flat = Reconstruction(np.ones(sim.object.shape, np.complex64),
+                          np.ones(sim.object.shape, np.float32), (0.0, 0.0), 64, 'test',
+                          GroupObjects(np.ones((1, 64, 64), np.complex64), np.zeros((1, 2))))
+    return sim, flat
+
+
+@pytest.mark.parametrize('name', backend_params())
+def test_the_prior_denoises_a_low_dose_scan(name: str, low_dose, monkeypatch) -> None:
+    """At 1e4 photons the unregularised optimum fits the noise: the same refinement with
+    the total variation prior (the default for counts) scores far better in amplitude
+    against the truth than without it, and no worse in phase (``ptycho.refinement``: on the
+    500-position benchmark from the network's start, 0.48/0.77 -> 0.86/0.85; here, a flat
+    start and 10 epochs, measured 0.42/0.596 -> 0.65/0.600)."""
+    from ptycho import refinement
+    from ptycho.metrics import evaluate_reconstruction
+
+    sim, flat = low_dose
+    scan = sim.raw_data()
+    config = InferenceConfig(refine_epochs=10, device='cpu')
+    lo, hi = sim.positions_given.min(axis=0), sim.positions_given.max(axis=0)
+    rows, cols = np.indices(sim.object.shape)
+    lit = (cols >= lo[0]) & (cols <= hi[0]) & (rows >= lo[1]) & (rows <= hi[1])
+
+    def scores(result: Reconstruction) -> tuple[float, float]:
+        metrics = evaluate_reconstruction(result.obj, sim.object, mask=lit, remove_ramp=True)
+        return metrics['amp_ssim'], metrics['phase_ssim']
+
+    with_prior = get_backend(name).refine(scan, flat, config)
+    monkeypatch.setattr(refinement, 'TV_WEIGHT', 0.0)
+    without = get_backend(name).refine(scan, flat, config)
+    (amp, phase), (amp0, phase0) = scores(with_prior), scores(without)
+    assert amp > amp0 + 0.1 and phase > phase0, (amp, phase, amp0, phase0)
+
+
+def test_only_counts_get_the_prior(low_dose) -> None:
+    """Counts carry their noise level, so the prior has a weight; patterns that are not
+    counts (rescaled) get none, and the likelihood's floor follows the data's scale."""
+    from ptycho import refinement
+    from ptycho.raw_data import RawData
+
+    sim, flat = low_dose
+    counts = sim.raw_data()
+    config = InferenceConfig(refine_epochs=1)
+    problem = refinement.prepare(counts, flat, config)
+    assert problem.tv_weight == refinement.TV_WEIGHT > 0
+    scaled = RawData(counts.xcoords, counts.ycoords, counts.xcoords, counts.ycoords,
+                     counts.diff3d * 0.37, counts.probeGuess, counts.scan_index,
+                     bad_pixels=counts.bad_pixels, diffraction_units='amplitude')
+    other = refinement.prepare(scaled, flat, config)
+    assert other.tv_weight == 0.0
+    assert other.poisson_eps == pytest.approx(problem.poisson_eps * 0.37 ** 2, rel=1e-3)
+    assert problem.prior_weight(50) == pytest.approx(refinement.TV_WEIGHT * 50 / len(counts))
+
+
+@pytest.mark.parametrize('name', backend_params())
+def test_total_variation_matches_the_numpy_reference(name: str) -> None:
+    """A vertical step of height h (complex) across L rows has total variation L |h|;
+    a random image matches the float64 numpy formula."""
+    from ptycho import refinement
+
+    tv = (_torch_tv if name == 'pytorch' else _tf_tv)
+    step = np.zeros((6, 9), np.complex128)
+    step[:, 4:] = 0.3 + 0.4j  # |h| = 0.5, crossed by the 5 rows that have a right neighbour
+    assert tv(step) == pytest.approx(5 * 0.5 + (5 * 8 - 5) * refinement.TV_EPS, rel=1e-4)
+    image = np.random.default_rng(0).normal(size=(7, 5)) + 1j * np.random.default_rng(1).normal(
+        size=(7, 5))
+    dr, dc = np.diff(image, axis=0)[:, :-1], np.diff(image, axis=1)[:-1, :]
+    expected = np.sqrt(np.abs(dr) ** 2 + np.abs(dc) ** 2 + refinement.TV_EPS ** 2).sum()
+    assert tv(image) == pytest.approx(expected, rel=1e-5)
+
+
+def _torch_tv(image: np.ndarray) -> float:
+    import torch
+
+    from ptycho_torch.refine import total_variation
+
+    return float(total_variation(torch.from_numpy(image.real), torch.from_numpy(image.imag)))
+
+
+def _tf_tv(image: np.ndarray) -> float:
+    import tensorflow as tf
+
+    from ptycho.tf.refine import total_variation
+
+    return float(total_variation(tf.constant(image.real), tf.constant(image.imag)))
+
+
 @pytest.mark.parametrize('name', backend_params())
 def test_object_only_refinement_keeps_the_input_probe(name: str, case: RefineCase) -> None:
     config = InferenceConfig(refine_epochs=3, refine_probe=False, refine_positions=False,
