@@ -63,15 +63,9 @@ def add_parser(sub: Any) -> None:
 
 
 def _probe_file(path: Path) -> Any:
-    import numpy as np
+    from ptycho.cli.results import npz_arrays
 
-    if not path.exists():
-        raise FileNotFoundError(f'{path}: probe file not found')
-    with np.load(path, allow_pickle=False) as data:
-        if 'probeGuess' not in data.files:
-            raise ValueError(f'{path}: key "probeGuess": expected the complex probe, found no '
-                             f'such key (keys: {sorted(data.files)})')
-        return np.asarray(data['probeGuess'])
+    return npz_arrays(path, ('probeGuess',), 'complex probe', 'probeGuess')['probeGuess']
 
 
 def _refined(backend: Any, stream: Any, probe: Any, result: Any, config: Any,

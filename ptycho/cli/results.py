@@ -41,24 +41,36 @@ def truth_of(data: Any) -> Any:
     return data.raw.objectGuess
 
 
+def npz_arrays(path: Path, keys: tuple[str, ...], what: str, required: str) -> dict[str, Any]:
+    """The arrays ``keys`` of the NPZ ``path`` that it holds (loaded, file closed); errors
+    name the file and, for the ``required`` key (described by ``what``), what was expected."""
+    import zipfile
+
+    import numpy as np
+
+    if not path.exists():
+        raise FileNotFoundError(f'{path}: no such file (expected an NPZ with the {what})')
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if required not in data.files:
+                raise ValueError(f'{path}: key "{required}": expected the {what}, found no '
+                                 f'such key (keys: {sorted(data.files)})')
+            return {key: np.asarray(data[key]) for key in keys if key in data.files}
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f'{path}: not a readable NPZ file ({exc})') from exc
+
+
 def load_truth(path: Path) -> tuple[Any, Any]:
     """``(objectGuess, positions_xy or None)`` from a ground-truth NPZ."""
     import numpy as np
 
-    if not path.exists():
-        raise FileNotFoundError(f'{path}: ground-truth file not found')
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if 'objectGuess' not in data.files:
-                raise ValueError(f'{path}: key "objectGuess": expected the complex ground-truth '
-                                 f'object, found no such key (keys: {sorted(data.files)})')
-            truth = np.squeeze(np.asarray(data['objectGuess']))
-            positions = None
-            if 'xcoords' in data.files and 'ycoords' in data.files:
-                positions = np.stack([np.asarray(data['xcoords'], np.float64).ravel(),
-                                      np.asarray(data['ycoords'], np.float64).ravel()], axis=1)
-    except (OSError, EOFError) as exc:
-        raise ValueError(f'{path}: not a readable NPZ file ({exc})') from exc
+    arrays = npz_arrays(path, ('objectGuess', 'xcoords', 'ycoords'),
+                        'complex ground-truth object', 'objectGuess')
+    truth = np.squeeze(arrays['objectGuess'])
+    positions = None
+    if 'xcoords' in arrays and 'ycoords' in arrays:
+        positions = np.stack([arrays['xcoords'].astype(np.float64).ravel(),
+                              arrays['ycoords'].astype(np.float64).ravel()], axis=1)
     if truth.ndim != 2:
         raise ValueError(f'{path}: key "objectGuess": expected a 2-D array, found {truth.shape}')
     return truth, positions

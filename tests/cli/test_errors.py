@@ -376,3 +376,26 @@ def test_bundle_for_another_patch_size_than_the_data(tmp_path: Path, small_sim: 
                      '--output-dir', tmp_path / 'o', cwd=tmp_path)
     assert_user_error(result, small_sim.name, '64x64', '128x128')
     assert _snapshot(path, small_sim) == before
+
+
+def test_side_files_name_the_file_and_the_key(tmp_path: Path) -> None:
+    """The ground truth (--ground-truth) and the probe (follow --probe) are read by one
+    helper: a missing file, a missing key and a corrupt file each name the file."""
+    from ptycho.cli.follow import _probe_file
+    from ptycho.cli.results import load_truth
+
+    with pytest.raises(FileNotFoundError, match='gone.npz: no such file'):
+        load_truth(tmp_path / 'gone.npz')
+    np.savez(tmp_path / 'other.npz', probe=np.ones((4, 4), np.complex64))
+    with pytest.raises(ValueError, match=r'other.npz: key "probeGuess": expected the complex '
+                                         r"probe, found no such key \(keys: \['probe'\]\)"):
+        _probe_file(tmp_path / 'other.npz')
+    (tmp_path / 'broken.npz').write_bytes(b'PK\x03\x04 half a zip')
+    with pytest.raises(ValueError, match='broken.npz: not a readable NPZ file'):
+        load_truth(tmp_path / 'broken.npz')
+    probe = np.arange(16).reshape(4, 4) * (1 + 1j)
+    np.savez(tmp_path / 'probe.npz', probeGuess=probe)
+    np.testing.assert_array_equal(_probe_file(tmp_path / 'probe.npz'), probe)
+    np.savez(tmp_path / 'truth.npz', objectGuess=probe[None], xcoords=[1, 2], ycoords=[3, 4])
+    truth, positions = load_truth(tmp_path / 'truth.npz')
+    assert truth.shape == (4, 4) and positions.tolist() == [[1, 3], [2, 4]]
