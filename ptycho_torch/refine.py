@@ -3,8 +3,9 @@
 The stitched object and (optionally) the probe and position corrections are optimised by
 Adam on the Poisson likelihood of the scan's own counts (with the object's total variation
 prior, see :mod:`ptycho.refinement`) through :mod:`ptycho_torch.physics` (bilinear patch
-extraction, orthonormal far field). One step takes a mini-batch of patterns: patches are gathered in one indexing
-operation (its backward is a scatter-add into the canvas), so nothing loops per pattern.
+extraction, orthonormal far field). One step takes a mini-batch of patterns: patches are
+gathered in one indexing operation (its backward is a scatter-add into the canvas), so
+nothing loops per pattern.
 """
 
 from __future__ import annotations
