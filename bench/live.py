@@ -197,6 +197,8 @@ def run_one(args: argparse.Namespace, backend: Backend, N: int, argv: list[str] 
         'scan_plan_known': plan, 'tiling': tiling,
         'model': str(args.model) if args.model else 'one-epoch quick model',
         'cpu_count': os.cpu_count(), 'load_average_1min_at_start': load_at_start,
+        'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY'),
+        'gomp_spincount': os.environ.get('GOMP_SPINCOUNT'),
         'warm_up_seconds': round(warm_seconds, 1),
         'command': ' '.join(['.venv/bin/python', 'bench/live.py', *(sys.argv[1:] if argv is None
                                                                    else argv)])}

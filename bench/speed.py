@@ -184,7 +184,10 @@ def main(argv: list[str] | None = None) -> int:
                                     args.train_batch, args.compile)
     results.update(backend=args.backend, gridsize=args.gridsize,
                    n_filters_scale=args.n_filters_scale, cpu_count=os.cpu_count(),
-                   load_average=os.getloadavg()[0])
+                   load_average=os.getloadavg()[0],
+                   omp_wait_policy=os.environ.get('OMP_WAIT_POLICY'),
+                   gomp_spincount=os.environ.get('GOMP_SPINCOUNT'),
+                   command=' '.join([Path(sys.executable).name, *sys.argv]))
     text = json.dumps(results, indent=2)
     print(text)
     if args.output:
