@@ -63,11 +63,19 @@ class FollowOptions:
     """Seconds between previews handed to the caller while the scan runs."""
     max_chunk: int = 256
     """At most this many new patterns are read and reconstructed in one step."""
+    settle_s: float = 0.2
+    """A pattern is read once the file has shown it for this long. Under SWMR the new
+    length of a dataset can reach a reader before the data written into it (the reader then
+    finds the fill value, zeros, where the last coordinates belong: seen in this project's
+    tests); the writer's flush lands well within this. A ``complete`` marker lifts the
+    wait: the writer sets it after its last flush."""
 
     def __post_init__(self) -> None:
         for name in ('interval_s', 'idle_s', 'preview_s'):
             if not getattr(self, name) > 0:
                 raise ValueError(f'follow: {name} must be > 0, found {getattr(self, name)}')
+        if not self.settle_s >= 0:
+            raise ValueError(f'follow: settle_s must be >= 0, found {self.settle_s}')
         if self.max_chunk < 1:
             raise ValueError(f'follow: max_chunk must be >= 1, found {self.max_chunk}')
 
@@ -90,6 +98,8 @@ class GrowingScanFile:
         self.read_count = 0
         self.counts: bool | None = None
         self._file: Any = None
+        self._looks: list[tuple[float, int]] = []
+        """(time, patterns available) of recent looks, oldest first (see :meth:`settled`)."""
 
     # -- file handling -----------------------------------------------------------------
     def _open(self) -> Any:
@@ -137,6 +147,15 @@ class GrowingScanFile:
                              f'patterns, found shape {diffraction.shape}')
         return int(min(len(d) for d in sets))
 
+    def settled(self, now: float, settle_s: float) -> int:
+        """Patterns the file already showed whole at a look ``settle_s`` or more before
+        ``now`` (:attr:`FollowOptions.settle_s` says why a new pattern waits)."""
+        self._looks.append((now, self.available()))
+        while len(self._looks) > 1 and now - self._looks[1][0] >= settle_s:
+            self._looks.pop(0)
+        when, count = self._looks[0]
+        return count if now - when >= settle_s else 0
+
     def expected(self) -> int | None:
         """The planned number of patterns (root attribute ``n_positions``), if given."""
         value = self._open().attrs.get(TOTAL_KEY)
@@ -168,10 +187,11 @@ class GrowingScanFile:
                         units)
         return counts
 
-    def read_new(self, limit: int) -> Frames | None:
-        """Up to ``limit`` patterns not read before, or None when there are none yet."""
+    def read_new(self, limit: int, upto: int | None = None) -> Frames | None:
+        """Up to ``limit`` patterns not read before (among the first ``upto``, default all
+        the file has), or None when there are none yet."""
         f = self._open()
-        n = self.available()
+        n = self.available() if upto is None else min(upto, self.available())
         if n <= self.read_count:
             return None
         first, stop = self.read_count, min(n, self.read_count + limit)
@@ -219,15 +239,17 @@ def follow(reader: GrowingScanFile, stream_for: Callable[[NDArray[np.complex64] 
     stream: Any = None
     try:
         while True:
+            now = clock()
             try:
-                frames = reader.read_new(options.max_chunk)
-                total = reader.expected()
+                # The marker first: what a writer marked complete it had flushed before.
                 complete = reader.complete()
+                total = reader.expected()
+                whole = None if complete else reader.settled(now, options.settle_s)
+                frames = reader.read_new(options.max_chunk, upto=whole)
             except (OSError, KeyError) as exc:  # a writer without SWMR caught mid-write
                 logger.debug('%s: not readable yet (%s); trying again', reader.path, exc)
                 reader.close()
                 frames, total, complete = None, None, False
-            now = clock()
             if frames is not None:
                 last_growth = now
                 if stream is None:

@@ -182,11 +182,39 @@ def test_negative_values_and_bad_shapes_are_named(tmp_path: Path) -> None:
         reader.read_new(10)
 
 
+def test_a_pattern_waits_until_the_file_has_shown_it_for_settle_s(tmp_path: Path) -> None:
+    """SWMR can show a dataset's new length before the data written into it (this file's
+    first test once read zeros for the last two y coordinates): a pattern is taken only
+    after the file has shown it for settle_s."""
+    counts, positions = _frames(8)
+    path = tmp_path / 'scan.h5'
+    writer = SwmrWriter(path, counts[:5], positions[:5], piece=5, pause=0.0, end='none')
+    writer.run()
+    with GrowingScanFile(path) as reader:
+        assert reader.settled(now=0.0, settle_s=0.2) == 0
+        assert reader.settled(now=0.1, settle_s=0.2) == 0
+        reader.close()  # not SWMR here: the writer needs the file to itself
+        with h5py.File(path, 'a') as f:  # three more arrive
+            for key, column in (('xcoords', 0), ('ycoords', 1)):
+                f[key].resize((8,))
+                f[key][5:] = positions[5:, column]
+            f['diffraction'].resize((8, N, N))
+            f['diffraction'][5:] = counts[5:]
+        assert reader.settled(now=0.25, settle_s=0.2) == 5
+        assert reader.settled(now=0.3, settle_s=0.2) == 5
+        assert reader.settled(now=0.46, settle_s=0.2) == 8
+        frames = reader.read_new(100, upto=5)
+        assert frames is not None and len(frames.diffraction) == 5
+        assert reader.settled(now=10.0, settle_s=0.0) == 8
+
+
 def test_options_are_checked() -> None:
     with pytest.raises(ValueError, match='interval_s'):
         FollowOptions(interval_s=0)
     with pytest.raises(ValueError, match='max_chunk'):
         FollowOptions(max_chunk=0)
+    with pytest.raises(ValueError, match='settle_s'):
+        FollowOptions(settle_s=-1)
 
 
 @pytest.mark.parametrize('units, as_counts', [(None, True), ('amplitude', False),

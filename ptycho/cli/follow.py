@@ -55,6 +55,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument('--idle', type=positive_float, default=60.0, metavar='SECONDS',
                    help='the scan is over when the file has not grown for this long '
                         '(default: 60)')
+    p.add_argument('--settle', type=positive_float, default=0.2, metavar='SECONDS',
+                   help='read a pattern once the file has shown it this long: an HDF5 '
+                        'reader can see a dataset grow before the data land (default: 0.2; '
+                        'a "complete" marker lifts the wait)')
     p.add_argument('--preview-every', type=positive_float, default=5.0, metavar='SECONDS',
                    help='write the image so far this often while the scan runs (default: 5)')
     p.add_argument('--config', type=Path, help='YAML file with InferenceConfig fields')
@@ -92,7 +96,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     config, _, _ = resolve(InferenceConfig, args)
     options = FollowOptions(interval_s=args.interval, idle_s=args.idle,
-                            preview_s=args.preview_every)
+                            preview_s=args.preview_every, settle_s=args.settle)
     given_probe = _probe_file(args.probe) if args.probe is not None else None
     out = args.follow_output or args.file.with_name(args.file.stem + OUTPUT_SUFFIX)
     backend, model, run_config = load_kept_model(args.bundle, config)
