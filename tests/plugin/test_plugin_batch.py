@@ -72,20 +72,25 @@ sys.meta_path.insert(0, _HideTorch())
 """
 
 
-def _settings(backend: str, epochs: int = 1) -> dict[str, dict[str, object]]:
-    return {
+def _settings(backend: str, epochs: int = 1, refine_epochs: int | None = None
+              ) -> dict[str, dict[str, object]]:
+    """The batch runs' settings; ``refine_epochs`` None keeps the settings' default."""
+    settings: dict[str, dict[str, object]] = {
         'PtychoPINNDualBackend': {'Backend': backend},
         'PtychoPINNDualModel': {'GridSize': 1, 'NumFiltersScale': 1},  # small and fast
         'PtychoPINNDualTraining': {'NumEpochs': epochs, 'BatchSize': 16,
                                    'LearningRate': 0.002},
     }
+    if refine_epochs is not None:
+        settings['PtychoPINNDualInference'] = {'RefineEpochs': refine_epochs}
+    return settings
 
 
-def _train_and_reconstruct(backend: str, raw: object, tmp_path: Path, epochs: int
-                           ) -> tuple[np.ndarray, Path]:
+def _train_and_reconstruct(backend: str, raw: object, tmp_path: Path, epochs: int,
+                           refine_epochs: int | None = None) -> tuple[np.ndarray, Path]:
     """Both batch runs; returns the object Ptychodus wrote and the model file."""
     train_in = scenes.write_workflow_dir(tmp_path / 'train_in', raw,
-                                         settings=_settings(backend, epochs))
+                                         settings=_settings(backend, epochs, refine_epochs))
     train_out = tmp_path / 'train_out'
     env = subprocess_env()
     run = subprocess.run([sys.executable, '-c', TRAIN_IN_PROCESS, str(train_in), str(train_out)],
@@ -114,14 +119,16 @@ def _train_and_reconstruct(backend: str, raw: object, tmp_path: Path, epochs: in
     return load_product(products[-1]).object_.get_layer(0), model
 
 
-def _backend_reconstruction(backend: str, raw: object, model: Path) -> np.ndarray:
+def _backend_reconstruction(backend: str, raw: object, model: Path, refine_epochs: int
+                            ) -> np.ndarray:
     """The backend's own reconstruction of the simulation arrays, in the ground-truth frame."""
     from ptycho.workflows.backend_selector import get_backend
     from ptycho.workflows.contract import inference_config_for, reconstruct
 
     chosen = get_backend(backend)
     loaded = chosen.load(model)
-    result = reconstruct(chosen, loaded, raw, inference_config_for(loaded))
+    result = reconstruct(chosen, loaded, raw,
+                         inference_config_for(loaded, refine_epochs=refine_epochs))
     image = np.asarray(result.obj)
     ox, oy = (int(round(v)) for v in result.origin_xy)
     frame = np.zeros(raw.objectGuess.shape, np.complex64)
@@ -135,11 +142,13 @@ def _backend_reconstruction(backend: str, raw: object, model: Path) -> np.ndarra
 @pytest.mark.parametrize('backend', ['tensorflow', 'pytorch'])
 def test_batch_train_then_reconstruct(backend: str, tmp_path: Path) -> None:
     raw = scenes.simulate(N_POSITIONS, seed=11)
-    image, model = _train_and_reconstruct(backend, raw, tmp_path, epochs=1)
+    # A few refinement epochs: the panel's setting must reach the backend; the default
+    # refinement's quality is the ground-truth test's.
+    image, model = _train_and_reconstruct(backend, raw, tmp_path, epochs=1, refine_epochs=3)
     assert image.shape == raw.objectGuess.shape
     assert np.all(np.isfinite(image))
     rows, cols = scenes.scanned_region(raw)
-    expected = _backend_reconstruction(backend, raw, model)
+    expected = _backend_reconstruction(backend, raw, model, refine_epochs=3)
     for part in (np.abs, np.angle):
         corr = scenes.correlation(part(image[rows, cols]), part(expected[rows, cols]))
         assert corr > 0.999, f'{part.__name__}: plugin vs {backend} reconstruction {corr:.5f}'
