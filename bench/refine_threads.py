@@ -57,6 +57,8 @@ def _flat_start(preset: str) -> tuple[Any, Any]:
 
 
 def _time_torch(scan: Any, recon: Any, config: Any, threads: int) -> tuple[float, float]:
+    """``ptycho_torch.refine.refine``'s work (prepare, optimise, finish) at ``threads``
+    intra-op threads, bypassing its own choice of threads."""
     import torch
 
     from ptycho import refinement
@@ -65,9 +67,10 @@ def _time_torch(scan: Any, recon: Any, config: Any, threads: int) -> tuple[float
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        problem = refinement.prepare(scan, recon, config)
         tic = time.perf_counter()
-        _, _, losses, _ = optimise(problem, torch.device('cpu'))
+        problem = refinement.prepare(scan, recon, config)
+        obj, probe, losses, positions = optimise(problem, torch.device('cpu'))
+        refinement.finish(problem, recon, obj, probe, losses, 0.0, positions)
         return time.perf_counter() - tic, losses[-1]
     finally:
         torch.set_num_threads(before)
@@ -111,7 +114,8 @@ def run(presets: list[str], epochs: int, load: int) -> dict[str, Any]:
         for preset in presets:
             scan, recon = _flat_start(preset)
             for backend, threads in METHODS:
-                name = f'{backend}, default' if threads is None else f'{backend}, {threads} thread(s)'
+                name = (f'{backend}, default' if threads is None
+                        else f'{backend}, {threads} thread(s)')
                 _time(backend, threads, scan, recon, warm)  # graphs, caches, allocator
                 load_now = os.getloadavg()[0]
                 seconds, residual = _time(backend, threads, scan, recon, config)

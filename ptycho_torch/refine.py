@@ -63,8 +63,8 @@ def _one_thread_if_passive(device: torch.device) -> Iterator[None]:
     Refinement's operations are small (16 patterns, a canvas of ~10^5 pixels), and a
     passive wait makes each parallel one wake the sleeping worker threads. Measured on 2
     cores (``bench/refine_threads.py``, ``bench/results/refine_threads*.json``): with 2
-    threads it took 2.9x (N = 64) and 1.4x (N = 128) the time of one on a quiet machine,
-    and 1.1-1.2x beside 4 busy processes. Where the user lets threads spin
+    threads it took 2.8-3.1x (N = 64) and 1.6x (N = 128) the time of one on a quiet machine,
+    and 1.0-1.5x beside 4 busy processes. Where the user lets threads spin
     (``OMP_WAIT_POLICY=ACTIVE`` or ``GOMP_SPINCOUNT``), the setting is left alone. The
     thread count is process-wide: restored on the way out.
     """
