@@ -7,6 +7,8 @@ placed at their global offsets by :func:`ptycho_torch.physics.stitch` (no Tensor
 from __future__ import annotations
 
 import logging
+import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +19,7 @@ from torch import Tensor
 from ptycho import progress
 from ptycho.phase_alignment import group_phase_corrections
 from ptycho.physics import default_crop
-from ptycho_torch import physics
+from ptycho_torch import physics, threads
 from ptycho_torch.data import PtychoDataContainerTorch
 from ptycho_torch.model import DiffractionToObject
 
@@ -66,19 +68,35 @@ def reconstruct_groups(model: DiffractionToObject, container: PtychoDataContaine
 
     ``device`` (default: where the model's parameters are) is where the network and its
     back-projection input run; the model is moved there and the objects stay there, so
-    stitching can follow on the same device.
+    stitching can follow on the same device. On a CPU under the passive OpenMP wait the
+    batches are split among one-thread workers, one per core (:mod:`ptycho_torch.threads`):
+    a batch is then at most ``ceil(B / workers)`` groups, so even a small chunk of a live
+    scan uses every core.
     """
     model.eval()
     if device is None:
         device = _device_of(model)
     model.to(device)
-    outputs: list[Tensor] = []
-    with torch.inference_mode(), progress.bar(len(container), 'Reconstructing', 'group') as shown:
-        for begin in range(0, len(container), batch_size):
-            X = container.X[begin:begin + batch_size].to(device) * intensity_scale
-            offsets = container.local_offsets[begin:begin + batch_size].to(device)
-            outputs.append(model(X, offsets)[..., 0])
-            shown.update(len(X))
+    total = len(container)
+    workers = threads.cpu_workers(device)
+    size = max(1, min(batch_size, math.ceil(total / workers)))
+    spans = [(begin, min(begin + size, total)) for begin in range(0, total, size)]
+    counting = threading.Lock()
+    with progress.bar(total, 'Reconstructing', 'group') as shown:
+        def run(span: tuple[int, int]) -> Tensor:
+            X = container.X[span[0]:span[1]].to(device) * intensity_scale
+            offsets = container.local_offsets[span[0]:span[1]].to(device)
+            out = model(X, offsets)[..., 0]
+            with counting:
+                shown.update(len(X))
+            return out
+
+        with threads.one_intra_op_thread(device):
+            outputs = threads.map_in_workers(run, spans, workers)
+    if not outputs:
+        with torch.inference_mode():
+            return model(container.X[:0].to(device), container.local_offsets[:0].to(device)
+                         )[..., 0]
     return torch.cat(outputs)
 
 

@@ -10,10 +10,7 @@ nothing loops per pattern.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -23,7 +20,7 @@ from torch import Tensor
 from ptycho import refinement
 from ptycho.config.config import InferenceConfig
 from ptycho.workflows.contract import Reconstruction
-from ptycho_torch import physics
+from ptycho_torch import physics, threads
 from ptycho_torch.inference import resolve_device
 
 _EPS = 1e-12
@@ -55,38 +52,13 @@ def _shifted(D: Tensor) -> Tensor:
     return torch.fft.ifftshift(D, dim=(-2, -1))
 
 
-@contextlib.contextmanager
-def _one_thread_if_passive(device: torch.device) -> Iterator[None]:
-    """One intra-op thread for the run when OpenMP waits passively (this package's default,
-    see ``ptycho_torch/__init__.py``) on a CPU.
-
-    Refinement's operations are small (16 patterns, a canvas of ~10^5 pixels), and a
-    passive wait makes each parallel one wake the sleeping worker threads. Measured on 2
-    cores (``bench/refine_threads.py``, ``bench/results/refine_threads*.json``): with 2
-    threads it took 2.8-3.1x (N = 64) and 1.6x (N = 128) the time of one on a quiet machine,
-    and 1.0-1.5x beside 4 busy processes. Where the user lets threads spin
-    (``OMP_WAIT_POLICY=ACTIVE`` or ``GOMP_SPINCOUNT``), the setting is left alone. The
-    thread count is process-wide: restored on the way out.
-    """
-    passive = (os.environ.get('OMP_WAIT_POLICY', '').strip().upper() == 'PASSIVE'
-               and 'GOMP_SPINCOUNT' not in os.environ)
-    if device.type != 'cpu' or not passive or torch.get_num_threads() == 1:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def refine(scan: Any, recon: Reconstruction, config: InferenceConfig) -> Reconstruction:
     """``recon`` refined on ``scan``'s data for ``config.refine_epochs`` epochs."""
     tic = time.perf_counter()
     problem = refinement.prepare(scan, recon, config)
     device = resolve_device(config.device)
-    with _one_thread_if_passive(device):
+    # Small operations: one thread, no wake-ups (bench/refine_threads.py measures why).
+    with threads.one_intra_op_thread(device):
         obj, refined_probe, losses, refined_positions = optimise(problem, device)
     return refinement.finish(problem, recon, obj, refined_probe, losses,
                              time.perf_counter() - tic, refined_positions)
