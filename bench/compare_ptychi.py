@@ -30,6 +30,10 @@ and a PNG beside it.
 
     nice -n 19 .venv/bin/python bench/compare_ptychi.py --preset siemens-weak-64-1e6 \
         --minutes 10
+
+``--tilings seeds partition`` runs this project once per group tiling
+(``InferenceConfig.tiling``), so the faster tiling's quality and time stand beside the
+default's and pty-chi's in one run.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ sys.path.insert(0, str(BENCH))
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # before torch loads OpenMP (see ptycho_torch)
 
 import ptychi_runner  # noqa: E402  (numpy-only helpers: the NPZ contract)
+from ptycho.config.config import TILINGS  # noqa: E402
 
 logger = logging.getLogger('bench.compare_ptychi')
 
@@ -325,13 +330,14 @@ def quick_model(backend: Any, scan: Scan, train_raw: Any, minutes: float, workdi
 
 def run_project(scan: Scan, backend_name: str, model_path: Path | None, train_raw: Any,
                 minutes: float, workdir: Path, batch_size: int, max_load: float | None,
-                wait_minutes: float, refine_epochs: int | None = None) -> list[MethodResult]:
+                wait_minutes: float, refine_epochs: int | None = None,
+                tilings: tuple[str, ...] = ('seeds',)) -> list[MethodResult]:
     """Whole-scan reconstruct with a loaded, warmed-up model (what a live worker holds): the
     network's image, and that image after the physics refinement ``ptychopinn infer`` does
-    (``refine_epochs``, default InferenceConfig's; 0 skips it), timed from the same start."""
+    (``refine_epochs``, default InferenceConfig's; 0 skips it), timed from the same start.
+    Once per group tiling in ``tilings`` (labelled when it is not the default 'seeds')."""
     from ptycho.workflows.backend_selector import get_backend
-    from ptycho.workflows.contract import inference_config_for, with_refinement
-    from ptycho.workflows.streaming import reconstruct_scan
+    from ptycho.workflows.contract import inference_config_for
 
     backend = get_backend(backend_name)
     if model_path is not None:
@@ -345,7 +351,18 @@ def run_project(scan: Scan, backend_name: str, model_path: Path | None, train_ra
         raise SystemExit(f'compare_ptychi: the {backend_name} model was trained on '
                          f'N={model.config.model.N}, the scan has N={N}')
     refine = {} if refine_epochs is None else {'refine_epochs': refine_epochs}
-    config = inference_config_for(model, batch_size=batch_size, **refine)
+    results: list[MethodResult] = []
+    for tiling in tilings:
+        config = inference_config_for(model, batch_size=batch_size, tiling=tiling, **refine)
+        results += _run_tiling(scan, backend, model, config, origin, max_load, wait_minutes)
+    return results
+
+
+def _run_tiling(scan: Scan, backend: Any, model: Any, config: Any, origin: dict[str, Any],
+                max_load: float | None, wait_minutes: float) -> list[MethodResult]:
+    from ptycho.workflows.contract import with_refinement
+    from ptycho.workflows.streaming import reconstruct_scan
+
     options = dict(canvas_shape=scan.truth.shape, origin_xy=(0.0, 0.0))
     warm = min(64, len(scan.positions_xy))
     tic = time.perf_counter()
@@ -355,14 +372,17 @@ def run_project(scan: Scan, backend_name: str, model_path: Path | None, train_ra
     tic = time.perf_counter()
     recon = reconstruct_scan(backend, model, scan.raw, config, **options)
     seconds = time.perf_counter() - tic
-    label = f'PtychoPINN {"PyTorch" if backend_name == "pytorch" else "TensorFlow"}'
+    label = f'PtychoPINN {"PyTorch" if backend.name == "pytorch" else "TensorFlow"}'
+    if config.tiling != 'seeds':
+        label += f' [{config.tiling}]'
     logger.info('%s: whole scan in %.2f s', label, seconds)
-    info = {'kind': 'ptychopinn', 'backend': backend_name, **origin,
-            'gridsize': model.config.model.gridsize, 'M': recon.M,
+    info = {'kind': 'ptychopinn', 'backend': backend.name, **origin,
+            'gridsize': model.config.model.gridsize, 'M': recon.M, 'tiling': config.tiling,
+            'groups': len(recon.groups.positions_xy),
             'warmup_seconds_64_positions': round(cold_seconds, 2),
             'load_average_1min_at_start': load,
             'timings': {k: round(float(v), 3) for k, v in recon.timings.items()},
-            'inference_batch_size': batch_size}
+            'inference_batch_size': config.batch_size}
     results = [_project_result(label, recon, seconds, scan, info)]
     if config.refine_epochs > 0:
         tic = time.perf_counter()
@@ -481,6 +501,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--refine-epochs', type=int, default=None,
                         help='physics refinement after the network (default: InferenceConfig\'s, '
                              'as ptychopinn infer; 0: the network alone)')
+    parser.add_argument('--tilings', nargs='+', default=['seeds'], choices=TILINGS,
+                        help="PtychoPINN's group tilings, one run each (InferenceConfig.tiling; "
+                             "default: 'seeds', the CLI's default)")
     parser.add_argument('--ptychi', nargs='*', default=list(PTYCHI_RUNS),
                         choices=[f'{a}:{m}' for a in ptychi_runner.ALGORITHMS
                                  for m in ptychi_runner.PROBE_MODES],
@@ -538,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.backends:
         results.extend(run_project(scan, name, models[name], train_raw, args.minutes, workdir,
                                    args.infer_batch_size, args.max_load, args.wait_minutes,
-                                   args.refine_epochs))
+                                   args.refine_epochs, tuple(args.tilings)))
     if not results:
         parser.error('nothing to compare')
 
