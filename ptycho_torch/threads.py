@@ -6,9 +6,10 @@ threads, which small operations feel most. So the work that is a chain of small 
 (the back-projection input and the refinement) runs on one intra-op thread per task, and
 where there are independent tasks (groups of a scan) several Python threads run them side
 by side: torch releases the GIL inside its kernels, so W workers of one thread use W cores
-without any wake-up. Measured on 2 cores (network + back-projection of 64 groups at
-N = 64, gridsize 2): 450 patterns/s with 2 OpenMP threads, 532 with one, 984 with two
-workers of one thread each (``bench/speed.py`` reports the same comparison).
+without any wake-up. Measured on 2 cores with a one-off script (network + back-projection
+of 64 groups at N = 64, gridsize 2): 450 patterns/s with 2 OpenMP threads, 532 with one,
+984 with two workers of one thread each; ``bench/live.py`` shows the effect on a stream
+(README, Live scans).
 
 Where the user lets threads spin (``OMP_WAIT_POLICY`` other than passive, or
 ``GOMP_SPINCOUNT`` set) or the work runs on a GPU, nothing here changes anything.
