@@ -17,6 +17,7 @@ integration calls with ``model.predict`` output and ``container.global_offsets``
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -318,11 +319,12 @@ def _backprojection_single(X: tf.Tensor, P: tf.Tensor, P_sq: tf.Tensor, peak: tf
     without the group canvas (the torch backend's ``_backprojection_single``)."""
     cdtype = P.dtype
     step = tf.math.conj(P) / tf.cast(peak * (P_sq / peak + alpha), cdtype)
-    obj = tf.ones(tf.shape(X), cdtype)
-    for _ in range(int(iterations)):
+
+    def update(obj: tf.Tensor) -> tf.Tensor:
         psi = P * obj
-        obj = obj + step * (fourier_projection(psi, X) - psi)
-    return obj - 1.0
+        return obj + step * (fourier_projection(psi, X) - psi)
+
+    return _iterate(update, tf.ones(tf.shape(X), cdtype), iterations) - 1.0
 
 
 def _backprojection_groups(X: tf.Tensor, P: tf.Tensor, P_sq: tf.Tensor, peak: tf.Tensor,
@@ -336,13 +338,32 @@ def _backprojection_groups(X: tf.Tensor, P: tf.Tensor, P_sq: tf.Tensor, peak: tf
     coverage = tf.maximum(_placed_sum(tf.ones(shape, P_sq.dtype), offsets), 1.0)
     weight = _placed_sum(tf.broadcast_to((P_sq / peak)[None, None], shape), offsets) / coverage
     denominator = tf.cast(coverage * (weight + alpha), cdtype)
-    canvas = tf.ones(tf.stack([batch, 2 * N, 2 * N]), cdtype)
     P_conj = tf.math.conj(P) / tf.cast(peak, cdtype)
-    for _ in range(int(iterations)):
+
+    def update(canvas: tf.Tensor) -> tf.Tensor:
         psi = P * extract_group(canvas, offsets, N)
         correction = P_conj * (fourier_projection(psi, X) - psi)
-        canvas = canvas + _placed_sum(correction, offsets) / denominator
+        return canvas + _placed_sum(correction, offsets) / denominator
+
+    canvas = _iterate(update, tf.ones(tf.stack([batch, 2 * N, 2 * N]), cdtype), iterations)
     return extract_group(canvas - 1.0, offsets, N)
+
+
+def _iterate(update: Callable[[tf.Tensor], tf.Tensor], start: tf.Tensor, iterations: int
+             ) -> tf.Tensor:
+    """``update`` applied ``iterations`` times, as one ``tf.while_loop``.
+
+    Not a Python loop: traced, that unrolls every iteration into the graph. Measured with
+    8 iterations at N = 64 (64 groups, 2 cores): tracing and compiling 1.5-3.7 s instead of
+    3.3-6.3 s, which every process that builds or loads a TensorFlow model pays; the XLA
+    inference graph 718-763 instead of 551-563 patterns/s; the plain graph (training, where
+    a fixed probe's back-projection is computed once per dataset) 423-457 instead of
+    472-511. Eagerly it runs as a Python loop; gradients flow as through the unrolled one.
+    """
+    _, out = tf.while_loop(lambda i, value: i < iterations,
+                           lambda i, value: (i + 1, update(value)),
+                           (tf.constant(0), start), maximum_iterations=int(iterations))
+    return out
 
 
 # --------------------------------------------------------------------------- stitching
