@@ -2,14 +2,15 @@
 
 The scan is simulated, written with Ptychodus' own writers (counts, metres), trained on
 by the plugin inside Ptychodus' batch mode, and reconstructed from the saved model by a
-fresh Ptychodus. Two checks on the object Ptychodus writes:
+fresh Ptychodus with a refinement length set in the panel (not the default). Two checks on
+the object Ptychodus writes, in one run per backend:
 
 * always: it must match, in the ground-truth frame, what the backend itself reconstructs
   from the simulation's own arrays (amplitudes, object-pixel positions) with the same
   model: this pins every conversion (counts -> amplitude, metres -> pixels, the half-pixel
   convention, stitching onto the Ptychodus grid) to correlation > 0.999;
-* with a model trained for ``PTYCHOPINN_PLUGIN_QUALITY_EPOCHS`` epochs (default 5; 0 skips
-  it) and the settings' default physics refinement: it must match the simulated ground
+* with a model trained for ``PTYCHOPINN_PLUGIN_QUALITY_EPOCHS`` epochs (default 5; 0 trains
+  one epoch and skips this check) and that refinement: it must match the simulated ground
   truth.
 
 The training run also proves the wall: the Ptychodus process never imports TensorFlow or
@@ -33,12 +34,13 @@ from ptychodus.api.io import load_product
 import scenes
 from plugin_support import subprocess_env
 
-N_POSITIONS = 128
+N_POSITIONS = 256
 QUALITY_EPOCHS = int(os.environ.get('PTYCHOPINN_PLUGIN_QUALITY_EPOCHS', '5'))
-# Reconstruct refines by default (20 epochs of the physics refinement on the scan's data).
-# Measured with 5 epochs of training, quiet 2 cores: phase and amplitude correlation 1.000
-# for both backends (73 s TensorFlow, 51 s PyTorch). Before refinement existed, 20 epochs
-# of training gave phase 0.53 (TensorFlow) and 0.63 (PyTorch), and 5 were not enough.
+REFINE_EPOCHS = 10  # not the settings' default (20): the panel's value must reach the backend
+# Measured with 5 epochs of training and 10 of refinement, 256 positions, quiet 2 cores:
+# amplitude/phase correlation with the truth 0.997/0.998 (TensorFlow, 86 s) and 0.998/0.999
+# (PyTorch, 46 s). Before refinement existed, 20 epochs of training gave phase 0.53
+# (TensorFlow) and 0.63 (PyTorch), and 5 were not enough.
 MIN_CORRELATION = 0.95
 
 TRAIN_IN_PROCESS = """
@@ -142,31 +144,22 @@ def _backend_reconstruction(backend: str, raw: object, model: Path, refine_epoch
 @pytest.mark.parametrize('backend', ['tensorflow', 'pytorch'])
 def test_batch_train_then_reconstruct(backend: str, tmp_path: Path) -> None:
     raw = scenes.simulate(N_POSITIONS, seed=11)
-    # A few refinement epochs: the panel's setting must reach the backend; the default
-    # refinement's quality is the ground-truth test's.
-    image, model = _train_and_reconstruct(backend, raw, tmp_path, epochs=1, refine_epochs=3)
+    # A refinement length other than the default: the panel's setting must reach the backend.
+    image, model = _train_and_reconstruct(backend, raw, tmp_path, epochs=max(QUALITY_EPOCHS, 1),
+                                          refine_epochs=REFINE_EPOCHS)
     assert image.shape == raw.objectGuess.shape
     assert np.all(np.isfinite(image))
     rows, cols = scenes.scanned_region(raw)
-    expected = _backend_reconstruction(backend, raw, model, refine_epochs=3)
+    expected = _backend_reconstruction(backend, raw, model, refine_epochs=REFINE_EPOCHS)
     for part in (np.abs, np.angle):
         corr = scenes.correlation(part(image[rows, cols]), part(expected[rows, cols]))
         assert corr > 0.999, f'{part.__name__}: plugin vs {backend} reconstruction {corr:.5f}'
-
-
-@pytest.mark.skipif(QUALITY_EPOCHS == 0, reason='PTYCHOPINN_PLUGIN_QUALITY_EPOCHS=0 skips the '
-                    'ground-truth comparison')
-@pytest.mark.parametrize('backend', ['tensorflow', 'pytorch'])
-def test_batch_reconstruction_correlates_with_ground_truth(backend: str, tmp_path: Path
-                                                           ) -> None:
-    raw = scenes.simulate(512, seed=11)
-    image, _ = _train_and_reconstruct(backend, raw, tmp_path, epochs=QUALITY_EPOCHS)
-    rows, cols = scenes.scanned_region(raw)
-    phase = scenes.correlation(np.angle(image[rows, cols]), np.angle(raw.objectGuess[rows, cols]))
-    amplitude = scenes.correlation(np.abs(image[rows, cols]),
-                                   np.abs(raw.objectGuess[rows, cols]))
-    print(f'{backend}: phase correlation {phase:.3f}, amplitude correlation {amplitude:.3f}')
-    assert phase > MIN_CORRELATION and amplitude > MIN_CORRELATION, (phase, amplitude)
+    if QUALITY_EPOCHS == 0:
+        return
+    for part in (np.abs, np.angle):
+        corr = scenes.correlation(part(image[rows, cols]), part(raw.objectGuess[rows, cols]))
+        print(f'{backend}: {part.__name__} correlation with the truth {corr:.3f}')
+        assert corr > MIN_CORRELATION, f'{part.__name__}: plugin vs ground truth {corr:.3f}'
 
 
 def _manifest(path: Path) -> str:

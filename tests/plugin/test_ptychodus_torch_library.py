@@ -39,7 +39,7 @@ def _torch_settings(epochs: int) -> dict[str, dict[str, object]]:
 def test_stock_batch_train_then_reconstruct(tmp_path: Path) -> None:
     raw = scenes.simulate(n_positions=256, seed=5)
     train_in = scenes.write_workflow_dir(tmp_path / 'train_in', raw, algorithm=TORCH_ALGORITHM,
-                                         settings=_torch_settings(epochs=8))
+                                         settings=_torch_settings(epochs=5))
     train_out = tmp_path / 'train_out'
     env = subprocess_env()
     run = subprocess.run([sys.executable, '-m', 'ptychodus', '-b', 'train', '-i', str(train_in),
@@ -65,7 +65,10 @@ def test_stock_batch_train_then_reconstruct(tmp_path: Path) -> None:
     rec = image[region]
     assert np.all(np.isfinite(rec))
     aligned = np.angle(rec * np.exp(-1j * np.angle(np.vdot(truth, rec))))
-    assert scenes.correlation(aligned, np.angle(truth)) > 0.4
+    corr = scenes.correlation(aligned, np.angle(truth))
+    # Measured: 0.82 after 5 epochs (-0.04 after 3); the built-in library's quality is
+    # tests/test_ptychodus_torch_builtin.py's, this run checks the stock batch mode end to end.
+    assert corr > 0.4, corr
 
 
 GUI_SCRIPT = r"""
