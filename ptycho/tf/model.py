@@ -202,7 +202,7 @@ _backprojection_graph = tf.function(backprojection_channels, reduce_retracing=Fa
 
 BACKPROJECTION_XLA = True
 """Inference computes the back-projection input as one XLA cluster (``jit_compile``): the
-eight iterations' elementwise passes fuse, 1.8x fewer CPU-seconds per group here. XLA
+elementwise passes of each iteration fuse, 1.8x fewer CPU-seconds per group here. XLA
 compiles once per batch shape (seconds), so :func:`ptycho.tf.workflows.predict_objects`
 feeds fixed, padded batches. Training keeps the plain graph (gradients, varying shapes)."""
 
