@@ -66,9 +66,12 @@ def test_gradient_is_finite_through_zero_field() -> None:
 
 @pytest.mark.parametrize('gridsize', [1, 2])
 @pytest.mark.parametrize('iterations', [1, 4])
+@pytest.mark.parametrize('training', [False, True])
 def test_keras_backprojection_layer_matches_reference(rng: np.random.Generator, gridsize: int,
-                                                      iterations: int) -> None:
-    """Channels-last [Re(b), Im(b)] output, offsets in container layout (B, 1, 2, C)."""
+                                                      iterations: int, training: bool) -> None:
+    """Channels-last [Re(b), Im(b)] output, offsets in container layout (B, 1, 2, C); traced
+    as the model runs it (its iterations are one ``tf.while_loop``): the XLA graph of
+    inference, or the plain graph of training."""
     from ptycho.tf.model import BackProjection
 
     N, C, B = 64, gridsize ** 2, 3
@@ -78,11 +81,32 @@ def test_keras_backprojection_layer_matches_reference(rng: np.random.Generator, 
                          else np.transpose(offsets, (0, 2, 1))[:, None])
     probe_t = tf.constant(probe.astype(np.complex64))
     layer = BackProjection(lambda: probe_t, iterations, trainable_probe=False)
-    out = layer(tf.constant(np.transpose(X, (0, 2, 3, 1)).astype(np.float32)),
-                tf.constant(container_offsets.astype(np.float32))).numpy()
+    traced = tf.function(lambda x, o: layer(x, o, training=training))
+    out = traced(tf.constant(np.transpose(X, (0, 2, 3, 1)).astype(np.float32)),
+                 tf.constant(container_offsets.astype(np.float32))).numpy()
     assert out.shape == (B, N, N, 2 * C)
     out = np.transpose(out, (0, 3, 1, 2))
     assert rel_err(out[:, :C] + 1j * out[:, C:], expected) <= RTOL
+
+
+def test_backprojection_gradient_through_the_loop_matches_eager(rng: np.random.Generator
+                                                                ) -> None:
+    """A trainable probe's gradient flows through the traced ``tf.while_loop`` as through
+    the eager Python loop."""
+    case = backprojection_case(rng, 2, 3, N=32, B=2)
+    X = tf.constant(case.X.astype(np.float32))
+    offsets = tf.constant(case.offsets)
+    probe = tf.Variable(case.probe.astype(np.complex64))
+
+    def gradient() -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.abs(tf_helper.backprojection(X, probe, offsets, 3)) ** 2)
+        return tape.gradient(loss, probe)
+
+    eager = gradient().numpy()
+    traced = tf.function(gradient)().numpy()
+    assert np.all(np.isfinite(traced)) and np.abs(eager).max() > 0
+    assert rel_err(traced, eager) <= 1e-4
 
 
 def test_reassemble_position_legacy_layout(rng: np.random.Generator) -> None:
