@@ -7,7 +7,8 @@ then washes the phase out. Their overlaps tell the relative offsets: for groups 
 ``z_ij = sum over the overlap of conj(o_i) o_j`` has phase ``a_j - a_i``. Finding the offsets
 that agree best with all of them is angular synchronisation: the leading eigenvector of the
 Hermitian matrix ``H_ij = z_ij`` carries ``exp(-i a_i)`` (up to one global phase), solved per
-connected set of overlapping groups. Only constant phases change; amplitudes never do.
+connected set of overlapping groups, then polished by the projected power method
+(:data:`POWER_STEPS`). Only constant phases change; amplitudes never do.
 
 Measured on the standard benchmark (a 4-minute model): stitched phase SSIM 0.36 -> 0.70,
 0.3 s for 2,000 groups.
@@ -54,14 +55,30 @@ def _overlap_products(crops: NDArray, positions_xy: NDArray, pairs: NDArray) -> 
     return out
 
 
+POWER_STEPS = 50
+"""Steps of the projected power method after the eigenvector (``u <- H u / |H u|``
+elementwise). The eigenvector alone relaxes the unit-modulus constraint, and where groups
+overlap only weakly (a scan's edge) its small entries carry noisy phases. Measured on the
+standard test scan (PyTorch, 10-minute model), amplitude/phase SSIM and PSNR: seeds tiling
+0.902/0.918, 26.5/32.7 dB -> 0.902/0.922, 26.5/32.7 dB; partition 0.877/0.861 -> 0.877/0.874;
+a tiling of each pattern with its three nearest (tried for a covering) 0.860/0.746, PSNR
+18.0/11.1 (wrong phases at the scan's left edge) -> 0.882/0.723, 24.4/27.1."""
+
+
 def _leading_phases(H: csr_matrix) -> NDArray:
     if H.shape[0] <= DENSE_LIMIT:
         _, vectors = np.linalg.eigh(H.toarray())
         vector = vectors[:, -1]
     else:
-        _, vectors = eigsh(H, k=1, which='LA')
+        # A fixed start: eigsh's default is random, and the result then varied between runs
+        # where the leading eigenvalues lie close together.
+        _, vectors = eigsh(H, k=1, which='LA', v0=np.ones(H.shape[0], dtype=H.dtype))
         vector = vectors[:, 0]
-    return np.angle(vector)
+    unit = np.exp(1j * np.angle(vector))
+    for _ in range(POWER_STEPS):
+        step = H @ unit
+        unit = np.exp(1j * np.angle(step))
+    return np.angle(unit)
 
 
 def group_phase_corrections(patches: ArrayLike, positions_xy: ArrayLike, M: int) -> NDArray:
