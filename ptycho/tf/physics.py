@@ -360,9 +360,9 @@ def _iterate(update: Callable[[tf.Tensor], tf.Tensor], start: tf.Tensor, iterati
     a fixed probe's back-projection is computed once per dataset) 423-457 instead of
     472-511. Eagerly it runs as a Python loop; gradients flow as through the unrolled one.
     """
-    _, out = tf.while_loop(lambda i, value: i < iterations,
-                           lambda i, value: (i + 1, update(value)),
-                           (tf.constant(0), start), maximum_iterations=int(iterations))
+    # The trip count is maximum_iterations alone (static, so XLA and the gradient know it).
+    (out,) = tf.while_loop(lambda value: True, lambda value: (update(value),), (start,),
+                           maximum_iterations=int(iterations))
     return out
 
 
