@@ -258,3 +258,23 @@ def test_alignment_removes_constant_phases_between_overlapping_groups() -> None:
     covered = coverage > 0.5
     offset = np.angle(np.vdot(image[covered], truth[covered]))
     np.testing.assert_allclose(image[covered] * np.exp(1j * offset), truth[covered], atol=0.05)
+
+
+def test_a_group_of_crops_is_turned_as_one() -> None:
+    """Crops of one group object share its unknown phase: ``add_group`` turns each group
+    as a whole onto the image, and the groups then agree with the truth."""
+    rng = np.random.default_rng(6)
+    M = 16
+    obj = np.exp(1j * rng.uniform(-1, 1, (90, 90)))
+    positions = rng.uniform(20, 70, size=(36, 2))
+    crops = physics.extract_patches(obj, positions, M)
+    canvas = RunningCanvas(M)
+    for members in np.arange(36).reshape(12, 3):
+        turn = rng.uniform(-np.pi, np.pi)
+        canvas.add_group(crops[members] * np.exp(1j * turn), positions[members, 0],
+                         positions[members, 1], align=True)
+    image, coverage, _ = canvas.image(*physics.canvas_geometry(positions, M))
+    truth, _ = physics.stitch(crops, positions, M)
+    covered = coverage > 0.5
+    offset = np.angle(np.vdot(image[covered], truth[covered]))
+    np.testing.assert_allclose(image[covered] * np.exp(1j * offset), truth[covered], atol=0.05)
