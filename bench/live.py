@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -50,7 +51,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # before torch loads OpenMP
 
 from ptycho.atomic import write_text  # noqa: E402
-from ptycho.config.config import TILINGS, ModelConfig, TrainingConfig  # noqa: E402
+from ptycho.config.config import (  # noqa: E402
+    INFERENCE_PRECISIONS,
+    TILINGS,
+    ModelConfig,
+    TrainingConfig,
+)
 from ptycho.workflows.backend_selector import get_backend  # noqa: E402
 from ptycho.workflows.contract import Backend, LoadedModel, inference_config_for  # noqa: E402
 from ptycho.workflows.streaming import ScanStream  # noqa: E402
@@ -79,20 +85,20 @@ def _load() -> float:
 
 
 def _stream(backend: Backend, model: LoadedModel, scan: Any, batch_size: int,
-            plan: bool, tiling: str) -> ScanStream:
-    config = inference_config_for(model, batch_size=batch_size, tiling=tiling)
+            plan: bool, settings: dict[str, Any]) -> ScanStream:
+    config = inference_config_for(model, batch_size=batch_size, **settings)
     return ScanStream(backend, model, config, scan.probeGuess,
                       plan=_positions(scan) if plan else None)
 
 
 def per_chunk_cost(backend: Backend, model: LoadedModel, scan: Any, chunks: int,
-                   batch_size: int, plan: bool, tiling: str
+                   batch_size: int, plan: bool, settings: dict[str, Any]
                    ) -> tuple[list[float], list[int], list[float]]:
     """Seconds, groups completed and process CPU-seconds of each of ``chunks`` equal
     chunks: the first chunk completes fewer groups (partners of its last patterns arrive
     later), the last one completes all that waited; the cost per group is what must stay
     flat (CPU-seconds tell more work from a busy machine)."""
-    stream = _stream(backend, model, scan, batch_size, plan, tiling)
+    stream = _stream(backend, model, scan, batch_size, plan, settings)
     edges = np.linspace(0, len(scan.xcoords), chunks + 1).astype(int)
     positions = _positions(scan)
     seconds, groups, cpu = [], [], []
@@ -107,9 +113,10 @@ def per_chunk_cost(backend: Backend, model: LoadedModel, scan: Any, chunks: int,
 
 
 def run_at_rate(backend: Backend, model: LoadedModel, scan: Any, rate: float,
-                max_chunk: int, batch_size: int, plan: bool, tiling: str) -> dict[str, Any]:
+                max_chunk: int, batch_size: int, plan: bool, settings: dict[str, Any]
+                ) -> dict[str, Any]:
     """Release the scan's patterns at ``rate`` per second; time each one into the image."""
-    stream = _stream(backend, model, scan, batch_size, plan, tiling)
+    stream = _stream(backend, model, scan, batch_size, plan, settings)
     n = len(scan.xcoords)
     positions = _positions(scan)
     arrival = np.arange(n) / rate
@@ -143,10 +150,10 @@ def run_at_rate(backend: Backend, model: LoadedModel, scan: Any, rate: float,
 
 
 def whole_scan(backend: Backend, model: LoadedModel, scan: Any, batch_size: int,
-               tiling: str) -> dict[str, float]:
+               settings: dict[str, Any]) -> dict[str, float]:
     from ptycho.workflows.streaming import reconstruct_scan
 
-    config = inference_config_for(model, batch_size=batch_size, tiling=tiling)
+    config = inference_config_for(model, batch_size=batch_size, **settings)
     tic, cpu = time.perf_counter(), time.process_time()
     result = reconstruct_scan(backend, model, scan, config)
     seconds, cpu = time.perf_counter() - tic, time.process_time() - cpu
@@ -156,14 +163,15 @@ def whole_scan(backend: Backend, model: LoadedModel, scan: Any, batch_size: int,
             **{k: round(v, 2) for k, v in result.timings.items()}}
 
 
-def warm_up(backend: Backend, model: LoadedModel, N: int, batch_size: int) -> None:
+def warm_up(backend: Backend, model: LoadedModel, N: int, batch_size: int,
+            settings: dict[str, Any]) -> None:
     """First-call costs out of the figures: kernel selection, graph tracing and the XLA
     compilation of every padded batch shape a stream can send (TensorFlow pads batches to
     powers of two from 8 up to the batch size)."""
     from ptycho.simulation import simulate_dataset
     from ptycho.workflows.streaming import reconstruct_scan
 
-    config = inference_config_for(model, batch_size=batch_size)
+    config = inference_config_for(model, batch_size=batch_size, **settings)
     size = 8
     while True:
         scan = simulate_dataset(N=N, n_positions=max(size, 8), seed=3)
@@ -186,15 +194,17 @@ def run_one(args: argparse.Namespace, backend: Backend, N: int, argv: list[str] 
                  else quick_model(backend, N, args.gridsize, Path(tmp)))
     if model.config.model.N != N:
         raise SystemExit(f'--model was trained on N={model.config.model.N}, not --N {N}')
+    settings = {'tiling': args.tiling, 'inference_precision': args.inference_precision[0]}
+    tiling = args.tiling
     tic = time.perf_counter()
-    warm_up(backend, model, N, args.batch_size)
+    warm_up(backend, model, N, args.batch_size, settings)
     warm_seconds = time.perf_counter() - tic
     plan = not args.no_plan
-    tiling = args.tiling
     results: dict[str, Any] = {
         'backend': args.backend, 'N': N, 'gridsize': model.config.model.gridsize,
         'positions': n, 'batch_size': args.batch_size, 'max_chunk': args.max_chunk,
         'scan_plan_known': plan, 'tiling': tiling,
+        'inference_precision': settings['inference_precision'],
         'model': str(args.model) if args.model else 'one-epoch quick model',
         'cpu_count': os.cpu_count(), 'load_average_1min_at_start': load_at_start,
         'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY'),
@@ -203,12 +213,13 @@ def run_one(args: argparse.Namespace, backend: Backend, N: int, argv: list[str] 
         'command': ' '.join(['.venv/bin/python', 'bench/live.py', *(sys.argv[1:] if argv is None
                                                                    else argv)])}
     chunk_seconds, chunk_groups, chunk_cpu = per_chunk_cost(backend, model, scan, args.chunks,
-                                                            args.batch_size, plan, tiling)
+                                                            args.batch_size, plan, settings)
     results['per_chunk_seconds'] = [round(s, 3) for s in chunk_seconds]
     results['per_chunk_groups'] = chunk_groups
     results['per_chunk_cpu_seconds'] = [round(s, 3) for s in chunk_cpu]
     results['per_chunk_load_average_1min'] = _load()
-    print(f'{args.backend} N={N} gridsize={results["gridsize"]} tiling={tiling}: {n} '
+    print(f'{args.backend} N={N} gridsize={results["gridsize"]} tiling={tiling} '
+          f'precision={settings["inference_precision"]}: {n} '
           f'patterns in {args.chunks} chunks of ~{n // args.chunks} (load {load_at_start}; '
           f'warm-up {warm_seconds:.1f} s)')
     for k, (seconds, groups, cpu) in enumerate(zip(chunk_seconds, chunk_groups, chunk_cpu), 1):
@@ -220,7 +231,7 @@ def run_one(args: argparse.Namespace, backend: Backend, N: int, argv: list[str] 
 
     def offer(rate: float) -> dict[str, Any]:
         row = run_at_rate(backend, model, scan, rate, args.max_chunk, args.batch_size, plan,
-                          tiling)
+                          settings)
         rows.append(row)
         print(f'  offered {rate:7.1f}/s: achieved {row["achieved_rate"]:7.1f}/s, latency p50 '
               f'{row["latency_p50_s"]:.3f} s, p99 {row["latency_p99_s"]:.3f} s, '
@@ -239,7 +250,8 @@ def run_one(args: argparse.Namespace, backend: Backend, N: int, argv: list[str] 
             low, high = (mid, high) if offer(mid)['sustained'] else (low, mid)
     results['rates'] = rows
     results['sustained_rate'] = low
-    whole = results['whole_scan'] = whole_scan(backend, model, scan, args.batch_size, tiling)
+    whole = results['whole_scan'] = whole_scan(backend, model, scan, args.batch_size,
+                                               settings)
     print(f'  highest sustained rate: {low:.1f} patterns/s')
     print(f'  whole scan in one chunk: {whole["seconds"]:.2f} s '
           f'({whole["patterns_per_s"]:.1f} patterns/s, {whole["groups"]} groups, '
@@ -247,9 +259,12 @@ def run_one(args: argparse.Namespace, backend: Backend, N: int, argv: list[str] 
     return results
 
 
-def tiling_quality(backend: Backend, model: LoadedModel, batch_size: int) -> dict[str, Any]:
-    """The standard test scan reconstructed whole with each tiling, scored as
-    ``bench/quality.py`` scores it (amplitude/phase SSIM, PSNR, FRC50), with its time."""
+def tiling_quality(backend: Backend, model: LoadedModel, batch_size: int,
+                   precisions: list[str]) -> dict[str, Any]:
+    """The standard test scan reconstructed whole with each tiling and each inference
+    precision, scored as ``bench/quality.py`` scores it (amplitude/phase SSIM, PSNR,
+    FRC50), with its time. Rows are keyed by the tiling, followed by the precision where
+    it is not 'trained'."""
     import importlib.util
 
     from ptycho.physics import default_crop
@@ -266,17 +281,20 @@ def tiling_quality(backend: Backend, model: LoadedModel, batch_size: int) -> dic
     M = default_crop(model.config.model.require_size())
     reconstruct_scan(backend, model, standard_dataset('test', n_positions=64), config)  # warm
     out: dict[str, Any] = {}
-    for tiling in TILINGS:
+    for tiling, precision in itertools.product(TILINGS, precisions):
+        run = dataclasses.replace(config, tiling=tiling, inference_precision=precision)
+        reconstruct_scan(backend, model, standard_dataset('test', n_positions=64), run)  # warm
         tic, cpu = time.perf_counter(), time.process_time()
-        result = reconstruct_scan(backend, model, scan, dataclasses.replace(config, tiling=tiling))
+        result = reconstruct_scan(backend, model, scan, run)
         seconds, cpu = time.perf_counter() - tic, time.process_time() - cpu
         scores = quality.score(scan, {'image': result.obj, 'coverage': result.coverage,
                                       'origin_xy': result.origin_xy}, M)
-        row = out[tiling] = {'groups': len(result.groups.positions_xy),
+        key = tiling if precision == 'trained' else f'{tiling} {precision}'
+        row = out[key] = {'groups': len(result.groups.positions_xy),
                              'seconds': round(seconds, 2), 'cpu_seconds': round(cpu, 2),
                              'load_average_1min': _load(),
                              **{k: round(v, 4) for k, v in scores.items()}}
-        print(f'  tiling {tiling:9s}: {row["groups"]:5d} groups, {seconds:6.2f} s '
+        print(f'  {key:18s}: {row["groups"]:5d} groups, {seconds:6.2f} s '
               f'({cpu:.1f} CPU-s, load {row["load_average_1min"]}), amplitude SSIM '
               f'{row["amp_ssim"]:.3f} PSNR {row["amp_psnr"]:.1f}, phase SSIM '
               f'{row["phase_ssim"]:.3f} PSNR {row["phase_psnr"]:.1f}')
@@ -299,6 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--batch-size', type=int, default=64)
     parser.add_argument('--tiling', default='seeds', choices=TILINGS,
                         help='how groups are formed (InferenceConfig.tiling)')
+    parser.add_argument('--inference-precision', nargs='+', default=['trained'],
+                        choices=INFERENCE_PRECISIONS,
+                        help="the network's arithmetic (InferenceConfig.inference_precision); "
+                             'several only with --quality, which scores each')
     parser.add_argument('--no-plan', action='store_true',
                         help='positions arrive with the patterns (groups wait --lookahead)')
     parser.add_argument('--quality', action='store_true',
@@ -308,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if len(args.N) > 1 and (args.model is not None or args.output is not None):
         parser.error('--model and --output name one patch size: give one --N with them')
+    if len(args.inference_precision) > 1 and not args.quality:
+        parser.error('several --inference-precision values only with --quality')
     if args.quality and (args.model is None or args.N != [64]):
         parser.error('--quality scores the standard N = 64 test scan: give --model (N = 64)')
     logging.basicConfig(level=logging.WARNING, format='%(asctime)s %(name)s: %(message)s')
@@ -321,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                    'command': ' '.join(['.venv/bin/python', 'bench/live.py',
                                         *(sys.argv[1:] if argv is None else argv)]),
                    'tilings': tiling_quality(backend, backend.load(args.model),
-                                             args.batch_size)}
+                                             args.batch_size, args.inference_precision)}
         output = args.output or (Path(__file__).parent / 'results'
                                  / f'live_tiling_quality_{args.backend}.json')
         write_text(output, json.dumps(results, indent=2))
@@ -330,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     for N in args.N:
         results = run_one(args, backend, N, argv)
         suffix = '' if args.tiling == 'seeds' else f'_{args.tiling}'
+        if args.inference_precision[0] != 'trained':
+            suffix += f'_{args.inference_precision[0]}'
         output = args.output or (Path(__file__).parent / 'results'
                                  / f'live_{args.backend}_N{N}{suffix}.json')
         output.parent.mkdir(parents=True, exist_ok=True)

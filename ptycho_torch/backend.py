@@ -81,7 +81,8 @@ class TorchBackend:
         device = resolve_device(config.device)
         container = as_torch_container(scan, config)
         objects = reconstruct_groups(model.handle['diffraction_to_obj'], container,
-                                     model.intensity_scale, config.batch_size, device)
+                                     model.intensity_scale, config.batch_size, device,
+                                     config.precision_override)
         positions = container.global_offsets.numpy().astype(np.float64).reshape(-1, 2)
         return GroupObjects(objects.cpu().numpy(), positions, time.perf_counter() - tic,
                             str(device))

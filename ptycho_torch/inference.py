@@ -63,8 +63,12 @@ def _device_of(module: torch.nn.Module) -> torch.device:
 
 def reconstruct_groups(model: DiffractionToObject, container: PtychoDataContainerTorch,
                        intensity_scale: float, batch_size: int = 256,
-                       device: torch.device | None = None) -> Tensor:
+                       device: torch.device | None = None, precision: str | None = None
+                       ) -> Tensor:
     """Complex object of every group (B, N, N), on ``device``.
+
+    ``precision`` (``ModelConfig.network_precision`` values): the network's arithmetic
+    for this run, default the model's own (``InferenceConfig.network_precision``).
 
     ``device`` (default: where the model's parameters are) is where the network and its
     back-projection input run; the model is moved there and the objects stay there, so
@@ -86,7 +90,7 @@ def reconstruct_groups(model: DiffractionToObject, container: PtychoDataContaine
         def run(span: tuple[int, int]) -> Tensor:
             X = container.X[span[0]:span[1]].to(device) * intensity_scale
             offsets = container.local_offsets[span[0]:span[1]].to(device)
-            out = model(X, offsets)[..., 0]
+            out = model(X, offsets, precision)[..., 0]
             with counting:
                 shown.update(len(X))
             return out
@@ -95,8 +99,8 @@ def reconstruct_groups(model: DiffractionToObject, container: PtychoDataContaine
             outputs = threads.map_in_workers(run, spans, workers)
     if not outputs:
         with torch.inference_mode():
-            return model(container.X[:0].to(device), container.local_offsets[:0].to(device)
-                         )[..., 0]
+            return model(container.X[:0].to(device), container.local_offsets[:0].to(device),
+                         precision)[..., 0]
     return torch.cat(outputs)
 
 

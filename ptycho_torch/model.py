@@ -162,8 +162,9 @@ class PtychoNet(nn.Module):
         self.memory_format = torch.channels_last if enabled else torch.contiguous_format
         self.to(memory_format=self.memory_format)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        dtype = autocast_dtype(self.precision, x.device)
+    def forward(self, x: Tensor, precision: str | None = None) -> tuple[Tensor, Tensor]:
+        """``precision`` overrides the configured one for this call (an inference choice)."""
+        dtype = autocast_dtype(precision or self.precision, x.device)
         with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             z, features = self.encoder(x.contiguous(memory_format=self.memory_format))
             amp = self.decoder_amp(z, features)
@@ -288,12 +289,14 @@ class PtychoPINN(nn.Module):
         return torch.cat([X, features], dim=1)
 
     def object_patches(self, X: Tensor, offsets_xy: Tensor | None = None,
-                       features: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                       features: Tensor | None = None, precision: str | None = None
+                       ) -> tuple[Tensor, Tensor, Tensor]:
         """Gained amplitude, phase and complex object patches (B, C, N, N) for normalised X.
 
-        ``features``: precomputed :meth:`backprojection` of this batch (optional).
+        ``features``: precomputed :meth:`backprojection` of this batch (optional);
+        ``precision``: the network's arithmetic for this call (default: the model's).
         """
-        amp, phase = self.net(self.network_input(X, offsets_xy, features))
+        amp, phase = self.net(self.network_input(X, offsets_xy, features), precision)
         amp = self.gain() * amp
         return amp, phase, torch.polar(amp, phase)
 
@@ -312,9 +315,10 @@ class PtychoPINN(nn.Module):
         _, _, obj = self.object_patches(X, offsets_xy)
         return physics.far_field_amplitude(self.probe * self.exit_patches(obj, offsets_xy))
 
-    def reconstruct(self, X: Tensor, offsets_xy: Tensor | None = None) -> Tensor:
+    def reconstruct(self, X: Tensor, offsets_xy: Tensor | None = None,
+                    precision: str | None = None) -> Tensor:
         """Complex object per group (B, N, N): the patch (C = 1) or the merged group."""
-        _, _, obj = self.object_patches(X, offsets_xy)
+        _, _, obj = self.object_patches(X, offsets_xy, precision=precision)
         if self.C == 1 or offsets_xy is None:
             return obj[:, 0]
         return physics.group_object(obj, offsets_xy, self.support)
@@ -331,9 +335,10 @@ class DiffractionToObject(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, scaled_X: Tensor, offsets_xy: Tensor | None = None) -> Tensor:
+    def forward(self, scaled_X: Tensor, offsets_xy: Tensor | None = None,
+                precision: str | None = None) -> Tensor:
         X = scaled_X / self.model.intensity_scale
-        return self.model.reconstruct(X, offsets_xy).unsqueeze(-1)
+        return self.model.reconstruct(X, offsets_xy, precision).unsqueeze(-1)
 
 
 def poisson_nll(pred_intensity: Tensor, X: Tensor, s0: float) -> Tensor:

@@ -32,7 +32,7 @@ from ptycho.config.config import BACKENDS, InferenceConfig, TrainingConfig
 from ptycho.physics import default_crop
 from ptycho.workflows import backend_selector
 from ptycho.workflows.contract import (Backend, LoadedModel, TrainHooks, TrainingCancelled,
-                                       inference_config_for, with_refinement)
+                                       inference_config_for, run_settings, with_refinement)
 from ptycho.workflows.streaming import ScanStream
 
 logger = logging.getLogger('ptychopinn_plugin.engine')
@@ -106,13 +106,7 @@ class Engine:
         if scan.pattern_size != trained.N:
             raise ValueError(f'{scan.source}: diffraction patterns are {scan.pattern_size} pixels '
                              f'but the model {model.path} was trained on N={trained.N}')
-        config = inference_config_for(model, batch_size=settings.batch_size,
-                                      neighbor_count=settings.neighbor_count,
-                                      device=settings.device,
-                                      refine_epochs=settings.refine_epochs,
-                                      refine_probe=settings.refine_probe,
-                                      refine_positions=settings.refine_positions,
-                                      tiling=settings.tiling)
+        config = inference_config_for(model, **run_settings(settings))
         backend = self._dispatch(config)
         tic = time.perf_counter()
         raw = RawData(scan.x_px, scan.y_px, None, None, scan.amplitudes, scan.probe, None,

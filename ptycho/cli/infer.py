@@ -40,7 +40,7 @@ def load_model(model_dir: Path, config: InferenceConfig) -> tuple[Any, Any, Infe
     The model settings (N, gridsize, ...) come from the bundle's manifest; ``config``
     supplies the run settings (batch size, grouping, device).
     """
-    from ptycho.workflows.contract import inference_config_for
+    from ptycho.workflows.contract import inference_config_for, run_settings
 
     selector = backend_selector()
     config.model = bundle_model_config(model_dir)
@@ -48,16 +48,8 @@ def load_model(model_dir: Path, config: InferenceConfig) -> tuple[Any, Any, Infe
     selector.check_bundle_backend(model_dir, config.backend)
     backend = selector.backend_for(config)
     model = backend.load(model_dir)
-    run_config = inference_config_for(model, batch_size=config.batch_size,
-                                      neighbor_count=config.neighbor_count,
-                                      n_groups=config.n_groups,
-                                      subsample_seed=config.subsample_seed,
-                                      sequential_sampling=config.sequential_sampling,
-                                      device=config.device, debug=config.debug,
-                                      refine_epochs=config.refine_epochs,
-                                      refine_probe=config.refine_probe,
-                                      refine_positions=config.refine_positions,
-                                      tiling=config.tiling)
+    run_config = inference_config_for(model, **run_settings(
+        config, 'n_groups', 'subsample_seed', 'sequential_sampling', 'debug'))
     return backend, model, run_config
 
 

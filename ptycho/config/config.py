@@ -45,6 +45,9 @@ MODEL_TYPES: tuple[str, ...] = ('pinn', 'supervised')
 AMP_ACTIVATIONS: tuple[str, ...] = ('sigmoid', 'swish', 'silu', 'softplus', 'relu')
 INPUT_FEATURES: tuple[str, ...] = ('backprojection', 'amplitude')
 NETWORK_PRECISIONS: tuple[str, ...] = ('auto', 'float32', 'bfloat16')
+INFERENCE_PRECISIONS: tuple[str, ...] = ('trained',) + NETWORK_PRECISIONS
+"""``InferenceConfig.inference_precision``: 'trained' keeps the model's own
+``ModelConfig.network_precision``; the others override it for a reconstruction."""
 
 LEGACY_MODEL_DEFAULTS: dict[str, Any] = {'input_features': 'amplitude', 'skip_connections': False}
 """Values of model settings added after format 1 bundles were first written.
@@ -513,6 +516,14 @@ class InferenceConfig(_RunConfig):
                           "in about gridsize**2 groups); 'partition' = each pattern in about "
                           "one group: 2-4x faster live reconstruction, lower quality "
                           "(README, Live scans); needs sequential_sampling"})
+    inference_precision: str = field(default='trained',
+        metadata={'setting': Setting('InferencePrecision', 'Inference Precision'),
+                  'choices': INFERENCE_PRECISIONS,
+                  'help': "arithmetic of the network's convolutions when reconstructing: "
+                          "'trained' (as the model was trained, ModelConfig.network_precision), "
+                          "'float32', 'bfloat16' or 'auto' (bfloat16 where the hardware has it "
+                          "natively); bfloat16 runs the PyTorch network about 1.8x faster on a "
+                          "CPU with AVX512-BF16, results about 1 % apart (README, Live scans)"})
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -538,6 +549,8 @@ class InferenceConfig(_RunConfig):
         _check_bool(name, 'refine_probe', self.refine_probe)
         _check_bool(name, 'refine_positions', self.refine_positions)
         _check_choice(name, 'tiling', self.tiling, TILINGS)
+        _check_choice(name, 'inference_precision', self.inference_precision,
+                      INFERENCE_PRECISIONS)
         if self.tiling == 'partition' and not self.sequential_sampling:
             _fail(name, 'tiling', "'seeds' when sequential_sampling is False (the partition "
                   "takes the patterns in scan order)", self.tiling)
@@ -545,6 +558,12 @@ class InferenceConfig(_RunConfig):
     @property
     def seed(self) -> int:
         return DEFAULT_SEED if self.subsample_seed is None else self.subsample_seed
+
+    @property
+    def precision_override(self) -> str | None:
+        """The network precision this run asks for instead of the model's own, or None
+        ('trained': the loaded model's ``ModelConfig.network_precision`` stays)."""
+        return None if self.inference_precision == 'trained' else self.inference_precision
 
 
 AnyConfig = TrainingConfig | InferenceConfig

@@ -147,7 +147,8 @@ class TensorFlowBackend:
                      else container_from_raw(scan, config))
         with inference_scope(config.device):
             patches = np.asarray(predict_objects(model.handle, container,
-                                                 batch_size=config.batch_size)[..., 0])
+                                                 batch_size=config.batch_size,
+                                                 precision=config.precision_override)[..., 0])
         positions = np.asarray(container.global_offsets, np.float64).reshape(-1, 2)
         return GroupObjects(patches.astype(np.complex64), positions, time.perf_counter() - tic,
                             config.device)

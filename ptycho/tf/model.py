@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -398,6 +398,9 @@ class PtychoModels:
     """``autoencoder`` taking ``[X, offsets, backprojection]``: with a fixed probe the
     back-projection depends on the data only, so training computes it once
     (:meth:`backprojection_features`) instead of every step. Same weights."""
+    precision_twins: dict[str, keras.Model] = field(default_factory=dict, repr=False)
+    """``diffraction_to_obj`` rebuilt under another dtype policy, keyed by the policy
+    (:meth:`inference_model`): built once per loaded model, weights copied."""
 
     def backprojection_features(self, X: np.ndarray, offsets: np.ndarray,
                                 batch_size: int = 64) -> np.ndarray:
@@ -427,6 +430,32 @@ class PtychoModels:
 
     def as_dict(self) -> dict[str, keras.Model]:
         return {'autoencoder': self.autoencoder, 'diffraction_to_obj': self.diffraction_to_obj}
+
+    def inference_model(self, precision: str | None = None) -> keras.Model:
+        """``diffraction_to_obj``, or its twin with the network in ``precision``
+        (``InferenceConfig.precision_override``; None: as trained).
+
+        A Keras dtype policy is fixed when a layer is built, so another precision means
+        the same network built again under that policy, holding a copy of these weights
+        (float32 variables under either policy).
+        """
+        if precision is None:
+            return self.diffraction_to_obj
+        policy = network_policy(precision)
+        if policy == network_policy(self.model_config.network_precision):
+            return self.diffraction_to_obj
+        if policy not in self.precision_twins:
+            N = self.model_config.require_size()
+            twin = create_model(replace(self.model_config, network_precision=precision),
+                                self.probe, nphotons=(self.s0 * N / 2) ** 2,
+                                intensity_scale_trainable=bool(
+                                    self.scale_layer.log_scale.trainable),
+                                probe_trainable=self.probe_layer.trainable_probe)
+            twin.diffraction_to_obj.set_weights(self.diffraction_to_obj.get_weights())
+            self.precision_twins[policy] = twin.diffraction_to_obj
+            logger.info('Network rebuilt for inference in %s (the model was trained in %s)',
+                        policy, network_policy(self.model_config.network_precision))
+        return self.precision_twins[policy]
 
 
 def create_model(config: TrainingConfig | InferenceConfig | ModelConfig, probe: Any, *,

@@ -196,13 +196,22 @@ def _padded_batch(n: int, batch_size: int) -> int:
 
 def predict_objects(models: Any, container: PtychoDataContainer,
                     intensity_scale: float | None = None, *,
-                    batch_size: int = PREDICT_BATCH) -> np.ndarray:
+                    batch_size: int = PREDICT_BATCH, precision: str | None = None
+                    ) -> np.ndarray:
     """Complex object patches (B, N, N, 1) for a container, one forward pass per group.
 
     The input is scaled by the model's own trained intensity scale unless one is given
     (``params.cfg`` may hold the untrained photon scale after ``update_legacy_dict``).
+    ``precision``: the network's arithmetic for this run (``PtychoModels.inference_model``;
+    None: as trained); needs the ``PtychoModels``, not a bare Keras model.
     """
-    net = models.diffraction_to_obj if hasattr(models, 'diffraction_to_obj') else models
+    if hasattr(models, 'inference_model'):
+        net = models.inference_model(precision)
+    elif precision is not None:
+        raise TypeError('predict_objects: a precision override needs the PtychoModels of the '
+                        f'model, found {type(models).__name__}')
+    else:
+        net = models.diffraction_to_obj if hasattr(models, 'diffraction_to_obj') else models
     scale = model_intensity_scale(net) if intensity_scale is None else intensity_scale
     X = np.asarray(container.X, dtype=np.float32) * np.float32(scale)
     offsets = np.asarray(container.local_offsets, dtype=np.float32)

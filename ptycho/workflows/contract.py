@@ -265,6 +265,20 @@ def with_refinement(backend: Backend, scan: Any, result: Reconstruction,
     return dataclasses.replace(result, probe=np.array(scan.probeGuess, np.complex64))
 
 
+RUN_SETTINGS: tuple[str, ...] = ('batch_size', 'neighbor_count', 'device', 'refine_epochs',
+                                 'refine_probe', 'refine_positions', 'tiling',
+                                 'inference_precision')
+"""The ``InferenceConfig`` fields a user chooses for each reconstruction with a trained model
+(the Ptychodus panel's reconstruction settings, and the CLI's): what :func:`run_settings`
+carries from the user's config to :func:`inference_config_for`."""
+
+
+def run_settings(config: InferenceConfig, *extra: str) -> dict[str, Any]:
+    """The user's :data:`RUN_SETTINGS` (and the ``extra`` fields) of ``config``, as
+    overrides for :func:`inference_config_for`."""
+    return {name: getattr(config, name) for name in RUN_SETTINGS + extra}
+
+
 def inference_config_for(model: LoadedModel, *, batch_size: int = 256,
                          **overrides: Any) -> InferenceConfig:
     """How a scan is reconstructed with ``model``: its network, every position in order."""

@@ -510,6 +510,35 @@ def _inference_tiling(ctx: Context, name: str) -> None:
                    'partition')
 
 
+@check(InferenceConfig, 'inference_precision')
+def _inference_precision(ctx: Context, name: str) -> None:
+    """The objects ``predict`` returns, in each backend: bfloat16 changes them a little,
+    'float32' is the model's own (float32) arithmetic, an unknown value is refused."""
+    from ptycho.workflows.backend_selector import get_backend
+    from ptycho.workflows.contract import LoadedModel
+
+    def observe(config: InferenceConfig) -> np.ndarray:
+        if config.backend == 'pytorch':
+            module = torch_module(ctx, ctx.training(backend='pytorch'))
+            handle: Any = {'diffraction_to_obj': module.diffraction_to_obj(),
+                           'lightning_module': module}
+            scale = module.intensity_scale
+        else:
+            handle, scale = ctx.tf_models, float(ctx.tf_models.intensity_scale)
+        model = LoadedModel(config.backend, ctx.training(backend=config.backend), scale, None,
+                            handle)
+        return get_backend(config.backend).predict(model, ctx.scan, config).patches
+
+    for backend in BACKENDS:
+        base = ctx.inference(backend=backend, n_groups=8)
+        trained = observe(base)
+        np.testing.assert_array_equal(observe(changed(base, name, 'float32')), trained)
+        low = observe(changed(base, name, 'bfloat16'))
+        assert not np.array_equal(low, trained), backend
+        np.testing.assert_allclose(low, trained, rtol=0, atol=0.05 * np.abs(trained).max())
+        assert_refused(base, name, 'half')
+
+
 # --------------------------------------------------------------------------- the tests
 @pytest.mark.parametrize('key', sorted(CHECKS), ids='.'.join)
 def test_field(ctx: Context, key: tuple[str, str]) -> None:

@@ -146,3 +146,17 @@ def test_a_field_added_with_a_setting_appears_without_other_edits() -> None:
     assert rows['Warm-up Epochs:'] == 'integer_line_edit'
     assert rows['Schedule:'] == 'combo_box'
     assert 'Schedule:' not in {label for _, label, *_ in _panel_rows(group, 'pinn')}
+
+
+def test_every_reconstruction_setting_reaches_the_run_config() -> None:
+    """The panel's reconstruction settings are what the engine carries to the backend
+    (``run_settings``): a new setting cannot be shown and then dropped."""
+    from ptycho.workflows.contract import RUN_SETTINGS, run_settings
+
+    shown = {info.name for info in describe(InferenceConfig) if info.setting is not None}
+    assert shown == set(RUN_SETTINGS)
+    chosen = InferenceConfig(batch_size=7, tiling='partition', inference_precision='bfloat16',
+                             refine_epochs=3)
+    carried = run_settings(chosen)
+    assert carried['batch_size'] == 7 and carried['tiling'] == 'partition'
+    assert carried['inference_precision'] == 'bfloat16' and carried['refine_epochs'] == 3
