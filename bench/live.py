@@ -8,8 +8,11 @@ it to a :class:`ptycho.workflows.streaming.ScanStream`). Per backend it prints:
    chunk (flat when the work per pattern does not grow with the image);
 2. **latency at rates**: for each ``--rates`` value, p50/p99 of (time the pattern first
    shows in the image, i.e. the first group holding it is stitched - the pattern's
-   arrival), and whether the rate was sustained (the stream kept up: achieved rate >= 95 %
-   of the offered one and the backlog at the end below one chunk);
+   arrival; the groups still waiting when the scan ends are stitched by
+   ``ScanStream.finish``), and whether the rate was sustained (the stream kept up: achieved
+   rate >= 95 % of the offered one and the backlog at the end below one chunk); beside it,
+   how long after the last arrival the final image was ready (``close``: every crop again
+   with the phases aligned over all overlaps);
 3. **sustained rate**: the highest rate sustained, found by bisection between the rates;
 4. **whole scan**: the scan reconstructed in one chunk (seconds, patterns/s, and the
    process's CPU seconds, which a busy machine inflates far less than the wall clock).
@@ -135,8 +138,12 @@ def run_at_rate(backend: Backend, model: LoadedModel, scan: Any, rate: float,
         placed = placed[np.isnan(in_image[placed])]
         in_image[placed] = time.perf_counter() - start
         taken = upto
-    stream.close()
-    in_image[np.isnan(in_image)] = time.perf_counter() - start
+    placed = np.asarray(stream.finish().members, np.int64)  # the groups left, stitched
+    placed = placed[np.isnan(in_image[placed])]
+    in_image[placed] = time.perf_counter() - start
+    stream.close()  # the final image: every crop again, phases aligned over all overlaps
+    final = time.perf_counter() - start
+    in_image[np.isnan(in_image)] = final
     latency = in_image - arrival
     elapsed = float(in_image.max())
     backlog = n - int(np.sum(in_image <= arrival[-1] + 1e-9))
@@ -145,6 +152,7 @@ def run_at_rate(backend: Backend, model: LoadedModel, scan: Any, rate: float,
             'latency_p50_s': round(float(np.percentile(latency, 50)), 4),
             'latency_p99_s': round(float(np.percentile(latency, 99)), 4),
             'backlog_at_last_arrival': backlog,
+            'final_image_after_last_arrival_s': round(final - float(arrival[-1]), 3),
             'sustained': bool(achieved >= 0.95 * rate and backlog < max_chunk),
             'load_average_1min': _load()}
 
@@ -235,7 +243,8 @@ def run_one(args: argparse.Namespace, backend: Backend, N: int, argv: list[str] 
         rows.append(row)
         print(f'  offered {rate:7.1f}/s: achieved {row["achieved_rate"]:7.1f}/s, latency p50 '
               f'{row["latency_p50_s"]:.3f} s, p99 {row["latency_p99_s"]:.3f} s, '
-              f'{"sustained" if row["sustained"] else "NOT sustained"} '
+              f'{"sustained" if row["sustained"] else "NOT sustained"}, final image '
+              f'{row["final_image_after_last_arrival_s"]:.2f} s after the last arrival '
               f'(load {row["load_average_1min"]})')
         return row
 

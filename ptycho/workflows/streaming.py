@@ -483,7 +483,8 @@ class ScanStream:
         self._buffer = np.empty((0, self.N, self.N), np.float32)  # capacity doubles
         self.norm_factor: float | None = None
         self.groups_done = 0
-        self.closed = False
+        self.finished = False  # no more patterns: every group formed (finish)
+        self.closed = False  # and the final image rebuilt (close)
         self.seconds = {'inference_s': 0.0, 'stitch_s': 0.0}
         self._next_seed = 0
         self._waiting: dict[int, NDArray[np.int64]] = {}
@@ -497,8 +498,8 @@ class ScanStream:
     # -- input -------------------------------------------------------------------------
     def add(self, diffraction: ArrayLike, positions_xy: ArrayLike) -> StreamStatus:
         """Take a chunk: ``diffraction`` (n, N, N) amplitudes, ``positions_xy`` (n, 2)."""
-        if self.closed:
-            raise RuntimeError('stream: add() after close()')
+        if self.finished:
+            raise RuntimeError('stream: add() after finish() or close()')
         tic = time.perf_counter()
         D = np.asarray(diffraction, dtype=np.float32)
         P = np.asarray(positions_xy, dtype=np.float64)
@@ -522,8 +523,24 @@ class ScanStream:
         self.index.extend(P)
         return self._advance(tic, closing=False)
 
+    def finish(self) -> StreamStatus:
+        """No more patterns: form and stitch the groups still waiting, so the running image
+        holds every pattern; :meth:`close` then rebuilds the final image. Called by
+        ``close`` when not called before; a second call changes nothing."""
+        tic = time.perf_counter()
+        if self.finished or not len(self.index):
+            self.finished = True
+            return StreamStatus(len(self.index), self.groups_done, 0,
+                                time.perf_counter() - tic, 0.0)
+        if len(self.index) < self.C:
+            gridsize = self.model.config.model.gridsize
+            raise ValueError(f'stream: gridsize {gridsize} needs at least {self.C} '
+                             f'patterns to form a group, the scan has {len(self.index)}')
+        self.finished = True
+        return self._advance(tic, closing=True)
+
     def close(self) -> Reconstruction:
-        """No more patterns: form the groups still waiting; the final image.
+        """No more patterns (:meth:`finish`); the final image.
 
         The final image is rebuilt from every group's crop in seed order, with the
         constant phases aligned over all overlaps at once
@@ -531,13 +548,9 @@ class ScanStream:
         the order in which the groups happened to be ready.
         """
         if not self.closed:
-            if 0 < len(self.index) < self.C:
-                gridsize = self.model.config.model.gridsize
-                raise ValueError(f'stream: gridsize {gridsize} needs at least {self.C} '
-                                 f'patterns to form a group, the scan has {len(self.index)}')
+            self.finish()
             self.closed = True
             if len(self.index):
-                self._advance(time.perf_counter(), closing=True)
                 self._rebuild()
         return self.image()
 

@@ -121,6 +121,15 @@ def test_without_a_plan_chunking_does_not_change_the_image(trained, scans) -> No
     if model.config.model.gridsize > 1:
         assert seen[2] == (33, 23)  # groups 23..32 wait for patterns 33..42
     assert seen[-1] == (90, 90 if model.config.model.gridsize == 1 else 80)
+    # finish(): the groups that waited for partners are stitched; the running image then
+    # holds every pattern, before close() rebuilds it with the phases aligned at once.
+    status = stream.finish()
+    assert (status.groups, status.waiting) == (90, 0)
+    assert status.seeds == tuple(range(seen[-1][1], 90))
+    assert stream.finish().seeds == ()  # a second call changes nothing
+    with pytest.raises(RuntimeError, match='after finish'):
+        stream.add(test.diff3d[:1], _positions(test)[:1])
+    assert (stream.image().coverage > 0).sum() == (whole.coverage > 0).sum()
     _assert_same_image(stream.close(), whole)
 
 
