@@ -174,8 +174,8 @@ def whole_scan(backend: Backend, model: LoadedModel, scan: Any, batch_size: int,
 def warm_up(backend: Backend, model: LoadedModel, N: int, batch_size: int,
             settings: dict[str, Any]) -> None:
     """First-call costs out of the figures: kernel selection, graph tracing and the XLA
-    compilation of every padded batch shape a stream can send (TensorFlow pads batches to
-    powers of two from 8 up to the batch size)."""
+    compilation of every batch shape a stream can send (TensorFlow runs the batch size and
+    the powers of two from 8 below it: ``ptycho.tf.workflows.padded_batches``)."""
     from ptycho.simulation import simulate_dataset
     from ptycho.workflows.streaming import reconstruct_scan
 

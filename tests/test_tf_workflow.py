@@ -267,3 +267,19 @@ def test_overlap_support_matches_torch(pad_object: bool, probe_big: bool) -> Non
     tf_support = models.autoencoder.get_layer('overlap').support
     _, torch_model, _ = config_bridge.to_torch(TrainingConfig(model=model_cfg))
     np.testing.assert_array_equal(tf_support, overlap_support(torch_model).numpy())
+
+
+@pytest.mark.parametrize('batch_size', [5, 64, 100])
+def test_prediction_batches_take_few_shapes_and_little_padding(batch_size: int) -> None:
+    from ptycho.tf.workflows import MIN_PADDED_BATCH, padded_batches
+
+    shapes = set()
+    for n in range(0, 300):
+        calls = padded_batches(n, batch_size)
+        assert sum(count for count, _ in calls) == n
+        assert sum(padded - count for count, padded in calls) < MIN_PADDED_BATCH
+        assert all(0 < count <= padded <= batch_size for count, padded in calls)
+        shapes |= {padded for _, padded in calls}
+    powers = {1 << k for k in range(3, 7) if 1 << k < batch_size}
+    assert shapes <= powers | {batch_size, min(MIN_PADDED_BATCH, batch_size)}
+    assert padded_batches(18, 64) == [(16, 16), (2, 8)]  # was one call of 32

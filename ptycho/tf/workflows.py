@@ -184,14 +184,31 @@ def model_intensity_scale(net: Any) -> float:
     return float(np.exp(float(np.asarray(layer.log_scale))))
 
 
-def _padded_batch(n: int, batch_size: int) -> int:
-    """The batch ``n`` groups are padded to (with empty groups): ``batch_size``, or the
-    smallest power of two from 8 up that holds them. Few input shapes, so the graph is
-    traced and the XLA back-projection (:data:`ptycho.tf.model.BACKPROJECTION_XLA`)
-    compiled a few times per process, not once per chunk size a stream happens to send."""
-    if n >= batch_size:
-        return batch_size
-    return min(batch_size, max(8, 1 << (n - 1).bit_length()))
+MIN_PADDED_BATCH = 8
+"""The smallest batch a prediction call is padded to."""
+
+
+def padded_batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """How ``n`` groups go through the network: ``(groups, padded size)`` per call.
+
+    Whole batches of ``batch_size`` first; the rest in the largest powers of two that fit,
+    the last few padded (with empty groups) to :data:`MIN_PADDED_BATCH`. So the calls
+    take a few input shapes only (``batch_size`` and the powers of two below it: the
+    graph is traced and the XLA back-projection compiled a few times per process, not once
+    per chunk size a stream happens to send), and the padding is under 8 groups where
+    padding the rest to one power of two wasted up to half the call (a live N = 128 chunk
+    of 18 groups ran as 32: 1.1 s against 0.6 s for 11 groups as 16).
+    """
+    calls = [(batch_size, batch_size)] * (n // batch_size)
+    rest = n % batch_size
+    while rest:
+        size = 1 << (rest.bit_length() - 1)
+        if size < MIN_PADDED_BATCH:
+            calls.append((rest, min(MIN_PADDED_BATCH, batch_size)))
+            break
+        calls.append((size, size))
+        rest -= size
+    return calls
 
 
 def predict_objects(models: Any, container: PtychoDataContainer,
@@ -217,17 +234,18 @@ def predict_objects(models: Any, container: PtychoDataContainer,
     offsets = np.asarray(container.local_offsets, dtype=np.float32)
     parts = []
     with progress.bar(len(X), 'Reconstructing', 'group') as shown:
-        for start in range(0, len(X), batch_size):
-            stop = min(start + batch_size, len(X))
-            pad = _padded_batch(stop - start, batch_size) - (stop - start)
+        start = 0
+        for count, padded in padded_batches(len(X), batch_size):
+            stop, pad = start + count, padded - count
             X_batch, off_batch = X[start:stop], offsets[start:stop]
             if pad:
                 X_batch = np.concatenate([X_batch, np.zeros((pad, *X.shape[1:]), X.dtype)])
                 off_batch = np.concatenate([off_batch, np.zeros((pad, *offsets.shape[1:]),
                                                                 offsets.dtype)])
             out = np.asarray(net.predict_on_batch([X_batch, off_batch]))
-            parts.append(out[:stop - start])
-            shown.update(len(parts[-1]))
+            parts.append(out[:count])
+            shown.update(count)
+            start = stop
     if not parts:
         return np.asarray(net.predict([X, offsets], verbose=0))  # the right empty shape
     return np.concatenate(parts)
