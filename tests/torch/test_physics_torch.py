@@ -111,6 +111,9 @@ def test_backprojection_chunking_does_not_change_numbers(rng, gridsize, iteratio
     chunked = tp.backprojection(X, c64(probe), offsets_t, iterations, chunk=3)
     whole = tp.backprojection(X, c64(probe), offsets_t, iterations, chunk=7)
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-7)
+    default = tp.backprojection(X, c64(probe), offsets_t, iterations)  # backprojection_chunk
+    torch.testing.assert_close(default, whole, rtol=1e-5, atol=1e-7)
+    assert [tp.backprojection_chunk(n) for n in (32, 64, 128, 256)] == [32, 8, 2, 1]
 
 
 def test_sparse_group_placement_equals_dense_matrices(rng):
