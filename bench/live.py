@@ -126,6 +126,12 @@ def run_at_rate(backend: Backend, model: LoadedModel, scan: Any, rate: float,
     in_image = np.full(n, np.nan)
     taken = 0
     start = time.perf_counter()
+
+    def first_shown(status: Any) -> None:
+        """Now, for the patterns of the groups just stitched that were not in the image."""
+        placed = np.asarray(status.members, np.int64)
+        in_image[placed[np.isnan(in_image[placed])]] = time.perf_counter() - start
+
     while taken < n:
         now = time.perf_counter() - start
         arrived = int(np.searchsorted(arrival, now, side='right'))
@@ -133,14 +139,9 @@ def run_at_rate(backend: Backend, model: LoadedModel, scan: Any, rate: float,
             time.sleep(min(arrival[taken] - now, 0.05))
             continue
         upto = min(arrived, taken + max_chunk)
-        status = stream.add(scan.diff3d[taken:upto], positions[taken:upto])
-        placed = np.asarray(status.members, np.int64)  # patterns of the groups stitched now
-        placed = placed[np.isnan(in_image[placed])]
-        in_image[placed] = time.perf_counter() - start
+        first_shown(stream.add(scan.diff3d[taken:upto], positions[taken:upto]))
         taken = upto
-    placed = np.asarray(stream.finish().members, np.int64)  # the groups left, stitched
-    placed = placed[np.isnan(in_image[placed])]
-    in_image[placed] = time.perf_counter() - start
+    first_shown(stream.finish())  # the groups still waiting, stitched
     stream.close()  # the final image: every crop again, phases aligned over all overlaps
     final = time.perf_counter() - start
     in_image[np.isnan(in_image)] = final

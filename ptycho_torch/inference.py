@@ -68,7 +68,7 @@ def reconstruct_groups(model: DiffractionToObject, container: PtychoDataContaine
     """Complex object of every group (B, N, N), on ``device``.
 
     ``precision`` (``ModelConfig.network_precision`` values): the network's arithmetic
-    for this run, default the model's own (``InferenceConfig.network_precision``).
+    for this run, default the model's own (``InferenceConfig.precision_override``).
 
     ``device`` (default: where the model's parameters are) is where the network and its
     back-projection input run; the model is moved there and the objects stay there, so

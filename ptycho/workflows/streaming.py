@@ -237,6 +237,14 @@ class RunningCanvas:
             self.origin = (self.origin[0] - pad_left, self.origin[1] - pad_top)
         return top + pad_top, left + pad_left
 
+    def _spread_weighted(self, crops: NDArray, fr: NDArray, fc: NDArray
+                         ) -> tuple[NDArray, NDArray]:
+        """Each crop times the stitch weights, and the weights themselves, resampled onto
+        the crops' (M+1)-square windows: what a crop adds to the numerator and coverage."""
+        weights = np.ones((self.M, self.M)) if self.weights is None else self.weights
+        return (_spread_many(crops * weights, fr, fc),
+                _spread_many(np.broadcast_to(weights, crops.shape), fr, fc))
+
     def add(self, crop: NDArray, x: float, y: float, *, align: bool) -> float:
         """Add one crop at object point (x, y); returns the phase (radians) it was turned by.
 
@@ -259,9 +267,7 @@ class RunningCanvas:
         xs, ys = np.asarray(xs, np.float64).reshape(-1), np.asarray(ys, np.float64).reshape(-1)
         M = self.M
         tops, lefts, fr, fc = self._windows(xs, ys)
-        weights = np.ones((M, M)) if self.weights is None else self.weights
-        placed_all = _spread_many(crops * weights, fr, fc)
-        cover_all = _spread_many(np.broadcast_to(weights, crops.shape), fr, fc)
+        placed_all, cover_all = self._spread_weighted(crops, fr, fc)
         height, width = self.numerator.shape
         windows = []  # (canvas rows, canvas cols, placed, cover) of each crop on the canvas
         for top, left, placed, cover in zip(tops, lefts, placed_all, cover_all):
@@ -289,16 +295,14 @@ class RunningCanvas:
             return
         M = self.M
         tops, lefts, fr, fc = self._windows(xs, ys)
-        weights = np.ones((M, M)) if self.weights is None else self.weights
         height, width = self.numerator.shape
         steps = np.arange(M + 1)
         rows, cols = tops[:, None] + steps, lefts[:, None] + steps  # (B, M+1)
         inside = (((rows >= 0) & (rows < height))[:, :, None]
                   & ((cols >= 0) & (cols < width))[:, None, :])
         flat = (rows[:, :, None] * width + cols[:, None, :])[inside]
-        for total, values in ((self.numerator, _spread_many(crops * weights, fr, fc)),
-                              (self.coverage, _spread_many(np.broadcast_to(
-                                  weights, crops.shape), fr, fc))):
+        for total, values in zip((self.numerator, self.coverage),
+                                 self._spread_weighted(crops, fr, fc)):
             values = values[inside]
             view = total.reshape(-1)
             if np.iscomplexobj(values):
