@@ -81,16 +81,36 @@ def _sample_grid(images: tf.Tensor, row0: tf.Tensor, col0: tf.Tensor, out_h: int
     return _interp_axis(rows_done, c_start, c_frac, out_w, axis=2, batched=True)
 
 
+def _lerp_weights(frac: tf.Tensor, dtype: tf.DType) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(1 - f, f)`` for per-image float64 fractions ``frac`` (B,), shaped (B, 1, 1) in
+    ``dtype`` (complex dtypes get a real-valued complex weight via ``tf.complex``: a cast's
+    gradient warns)."""
+    frac = tf.cast(frac, tf.float64)[:, None, None]
+    pair = []
+    for w in (1.0 - frac, frac):
+        if dtype.is_complex:
+            w = tf.cast(w, dtype.real_dtype)
+            pair.append(tf.complex(w, tf.zeros_like(w)))
+        else:
+            pair.append(tf.cast(w, dtype))
+    return pair[0], pair[1]
+
+
 def _local_footprint(crops: tf.Tensor, frac_r: tf.Tensor, frac_c: tf.Tensor) -> tf.Tensor:
     """What each crop adds to an (M+1) x (M+1) canvas window given its fractional offset.
 
     Canvas pixel R samples the crop at R + a (a = ia + fa): it receives
     (1-fa)·crop[R+ia] + fa·crop[R+ia+1]. Over the window u = R + ia + 1 = 0..M that is
-    (1-fa)·P[u] + fa·P[u+1] with P the crop padded by one zero on each side.
+    (1-fa)·P[u] + fa·P[u+1] with P the crop padded by one zero on each side: two shifted
+    slices per axis, no gathers (measured under XLA at N = 64: 0.23 against 1.0 ms a group of
+    four, eight iterations, for :func:`_sample_grid` on the padded crop).
     """
     M = int(crops.shape[-1])
     padded = tf.pad(crops, [[0, 0], [1, 1], [1, 1]])
-    return _sample_grid(padded, frac_r, frac_c, M + 1, M + 1)
+    keep_r, take_r = _lerp_weights(frac_r, crops.dtype)
+    keep_c, take_c = _lerp_weights(frac_c, crops.dtype)
+    rows = padded[:, :M + 1, :] * keep_r + padded[:, 1:, :] * take_r
+    return rows[:, :, :M + 1] * keep_c + rows[:, :, 1:] * take_c
 
 
 def _as_tensor(value: TensorLike, dtype: tf.DType | None = None) -> tf.Tensor:
@@ -168,50 +188,94 @@ def merge_group(patches: TensorLike, offsets_xy: TensorLike, support: TensorLike
     return merged, coverage
 
 
-def _placed_sum(patches: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
-    """Sum of each group's C patches placed (centred, shifted) on its 2N canvas.
+class _GroupPlacement:
+    """Where each member of (B, C) groups sits on its group's 2N canvas, worked out once.
 
-    Equal to translating each zero-padded patch on the whole 2N canvas and summing, but only
-    the (N+1) x (N+1) window a patch can reach is interpolated (:func:`_local_footprint`)
-    and scatter-added: about three times faster, forward and backward.
+    ``place`` sums the members' patches onto the canvases and ``read`` takes them back; the
+    back-projection does both in every iteration, so the indices and interpolation weights
+    are computed here once, outside its loop (the torch twin is
+    ``ptycho_torch.physics.GroupPlacement``). Both are bilinear with the float64 fractions of
+    the offsets, zero off the canvas.
+
+    - ``place``: each patch is spread by its fraction into an (N+1)-square window
+      (:func:`_local_footprint`), and the windows are scatter-added at their integer
+      offsets; what falls off the canvas goes to one extra bin. Only the window a patch
+      can reach is interpolated: about three times faster than translating each
+      zero-padded patch on the whole canvas.
+    - ``read``: the (N+1)-square window under each member is gathered from the canvas
+      padded by one zero pixel (out-of-canvas indices are clipped onto that border, so
+      they read zero), and combined by the fraction along each axis. Under XLA at N = 64
+      it takes a fifth of the time of sampling C copies of the whole canvas.
     """
-    N = int(patches.shape[-1])
-    C = int(patches.shape[1])
-    size = 2 * N
-    flat = tf.reshape(patches, (-1, N, N))
-    shifts = tf.reshape(tf.cast(offsets, tf.float64), (-1, 2))
-    # Patch coordinate sampled by canvas pixel 0 (the patch sits centred: N//2 of padding).
-    a_r = -shifts[:, 1] - N // 2
-    a_c = -shifts[:, 0] - N // 2
-    ia_r, ia_c = tf.floor(a_r), tf.floor(a_c)
-    window = _local_footprint(flat, a_r - ia_r, a_c - ia_c)  # (B*C, N+1, N+1)
-    u = tf.range(N + 1, dtype=tf.int32)
-    rows = tf.cast(-ia_r - 1, tf.int32)[:, None] + u[None, :]  # canvas rows of the window
-    cols = tf.cast(-ia_c - 1, tf.int32)[:, None] + u[None, :]
-    valid = (((rows >= 0) & (rows < size))[:, :, None]
-             & ((cols >= 0) & (cols < size))[:, None, :])
-    groups = tf.shape(patches)[0]
-    group_of = tf.range(tf.shape(flat)[0], dtype=tf.int32) // C
-    n_pix = groups * size * size  # one extra bin collects what falls off the canvas
-    index = group_of[:, None, None] * (size * size) + rows[:, :, None] * size + cols[:, None, :]
-    index = tf.where(valid, index, n_pix)
-    total = tf.math.unsorted_segment_sum(tf.reshape(window, (-1,)), tf.reshape(index, (-1,)),
-                                         n_pix + 1)
-    return tf.reshape(total[:-1], (groups, size, size))
+
+    def __init__(self, offsets: tf.Tensor, N: int, groups: tf.Tensor | int, C: int) -> None:
+        self.N, self.C, self.groups = N, C, groups
+        size = 2 * N
+        shifts = tf.reshape(tf.cast(offsets, tf.float64), (-1, 2))  # (B*C, (x, y))
+        # place: patch coordinate sampled by canvas pixel 0 (the patch sits centred)
+        a_r = -shifts[:, 1] - N // 2
+        a_c = -shifts[:, 0] - N // 2
+        ia_r, ia_c = tf.floor(a_r), tf.floor(a_c)
+        self.place_frac = (a_r - ia_r, a_c - ia_c)
+        u = tf.range(N + 1, dtype=tf.int32)
+        rows = tf.cast(-ia_r - 1, tf.int32)[:, None] + u[None, :]  # canvas rows of the window
+        cols = tf.cast(-ia_c - 1, tf.int32)[:, None] + u[None, :]
+        valid = (((rows >= 0) & (rows < size))[:, :, None]
+                 & ((cols >= 0) & (cols < size))[:, None, :])
+        group_of = tf.range(tf.shape(shifts)[0], dtype=tf.int32) // C
+        self.n_pix = groups * size * size  # the extra bin is at index n_pix
+        index = group_of[:, None, None] * (size * size) + rows[:, :, None] * size + cols[:, None, :]
+        self.place_index = tf.reshape(tf.where(valid, index, self.n_pix), (-1,))
+        # read: canvas coordinate of patch pixel 0 is start + offset
+        start = (size - N) // 2
+        r = start + shifts[:, 1]
+        c = start + shifts[:, 0]
+        top, left = tf.floor(r), tf.floor(c)
+        self.read_frac = (r - top, c - left)
+        padded_size = size + 2  # one zero pixel each side; index 0 and size + 1 read zero
+        self.read_rows = tf.clip_by_value(tf.cast(top, tf.int32)[:, None] + u[None, :] + 1, 0,
+                                          padded_size - 1)
+        self.read_cols = tf.clip_by_value(tf.cast(left, tf.int32)[:, None] + u[None, :] + 1, 0,
+                                          padded_size - 1)
+
+    def place(self, patches: tf.Tensor) -> tf.Tensor:
+        """Sum of each group's placed members: (B, C, N, N) -> (B, 2N, 2N)."""
+        N = self.N
+        window = _local_footprint(tf.reshape(patches, (-1, N, N)), *self.place_frac)
+        total = tf.math.unsorted_segment_sum(tf.reshape(window, (-1,)), self.place_index,
+                                             self.n_pix + 1)
+        return tf.reshape(total[:-1], tf.stack([self.groups, 2 * N, 2 * N]))
+
+    def read(self, canvas: tf.Tensor) -> tf.Tensor:
+        """Each member's patch of its group's canvas: (B, 2N, 2N) -> (B, C, N, N)."""
+        N, C = self.N, self.C
+        padded = tf.pad(canvas, [[0, 0], [1, 1], [1, 1]])
+        rows = tf.gather(padded, tf.reshape(self.read_rows, tf.stack([self.groups, -1])),
+                         axis=1, batch_dims=1)  # (B, C*(N+1), 2N+2)
+        rows = tf.reshape(rows, tf.stack([-1, N + 1, 2 * N + 2]))
+        window = tf.gather(rows, self.read_cols, axis=2, batch_dims=1)  # (B*C, N+1, N+1)
+        keep_r, take_r = _lerp_weights(self.read_frac[0], window.dtype)
+        keep_c, take_c = _lerp_weights(self.read_frac[1], window.dtype)
+        down = window[:, :N, :] * keep_r + window[:, 1:, :] * take_r
+        out = down[:, :, :N] * keep_c + down[:, :, 1:] * take_c
+        return tf.reshape(out, tf.stack([-1, C, N, N]))
+
+
+def _placed_sum(patches: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
+    """Sum of each group's C patches placed (centred, shifted) on its 2N canvas."""
+    N, C = int(patches.shape[-1]), int(patches.shape[1])
+    return _GroupPlacement(offsets, N, tf.shape(patches)[0], C).place(patches)
 
 
 def extract_group(canvas: TensorLike, offsets_xy: TensorLike, N: int) -> tf.Tensor:
     """Re-extract each member's N x N patch from merged 2N canvases (B, 2N, 2N) -> (B, C, N, N)."""
     canvas = _as_tensor(canvas)
     offsets = _flat_offsets(offsets_xy)
-    C = int(offsets.shape[1])
     size = int(canvas.shape[-1])
-    start = (size - N) // 2
-    tiled = tf.reshape(tf.repeat(canvas[:, None], C, axis=1), (-1, size, size))
-    # Sampling a shifted canvas and cropping = sampling the canvas on a shifted N x N grid.
-    flat_off = tf.reshape(offsets, (-1, 2))
-    out = _sample_grid(tiled, start + flat_off[:, 1], start + flat_off[:, 0], N, N)
-    return tf.reshape(out, (-1, C, N, N))
+    if size != 2 * N:
+        raise ValueError(f'extract_group: canvases must be 2N = {2 * N} wide, found {size}')
+    placement = _GroupPlacement(offsets, N, tf.shape(canvas)[0], int(offsets.shape[1]))
+    return placement.read(canvas)
 
 
 def enforce_overlap(patches: TensorLike, offsets_xy: TensorLike, support: TensorLike | None = None
@@ -251,11 +315,6 @@ def _complex_dtype(real_dtype: tf.DType) -> tf.DType:
     return tf.complex128 if real_dtype == tf.float64 else tf.complex64
 
 
-def _ortho_scale(psi: tf.Tensor) -> tf.Tensor:
-    height, width = _static_hw(psi)
-    return tf.cast(np.sqrt(height * width), psi.dtype)
-
-
 def fourier_projection(exit_wave: TensorLike, amplitude: TensorLike) -> tf.Tensor:
     """Replace the far-field modulus of ``exit_wave`` by the measured centred ``amplitude``.
 
@@ -266,14 +325,28 @@ def fourier_projection(exit_wave: TensorLike, amplitude: TensorLike) -> tf.Tenso
     psi = _as_tensor(exit_wave)
     if not psi.dtype.is_complex:
         psi = tf.cast(psi, _complex_dtype(psi.dtype))
-    scale = _ortho_scale(psi)
-    spectrum = tf.signal.fft2d(psi) / scale
-    target = tf.signal.ifftshift(_as_tensor(amplitude, psi.dtype.real_dtype), axes=(-2, -1))
-    modulus = tf.abs(spectrum)
-    nonzero = modulus > 0
-    safe = tf.where(nonzero, modulus, tf.ones_like(modulus))
-    phase = tf.where(nonzero, spectrum / tf.cast(safe, spectrum.dtype), tf.zeros_like(spectrum))
-    return tf.signal.ifft2d(tf.cast(target, psi.dtype) * phase) * scale
+    return _project(psi, _fft_target(_as_tensor(amplitude, psi.dtype.real_dtype)))
+
+
+def _fft_target(amplitude: tf.Tensor) -> tf.Tensor:
+    """The measured amplitudes in the frame :func:`_project` works in: unshifted (DC at
+    pixel 0) and scaled by ``sqrt(H W)``, so its FFT pair needs no normalisation."""
+    height, width = _static_hw(amplitude)
+    return tf.signal.ifftshift(amplitude, axes=(-2, -1)) * np.sqrt(height * width)
+
+
+def _project(psi: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """:func:`fourier_projection` with the target prepared once by :func:`_fft_target`.
+
+    The new modulus is applied as one real ratio ``target / |s|`` (zero where ``s`` is)
+    from the squared modulus, instead of a complex ``abs`` and a complex division.
+    """
+    spectrum = tf.signal.fft2d(psi)
+    power = tf.square(tf.math.real(spectrum)) + tf.square(tf.math.imag(spectrum))
+    nonzero = power > 0
+    ratio = tf.where(nonzero, target * tf.math.rsqrt(tf.where(nonzero, power, tf.ones_like(power))),
+                     tf.zeros_like(power))
+    return tf.signal.ifft2d(spectrum * tf.complex(ratio, tf.zeros_like(ratio)))
 
 
 def backprojection(X: TensorLike, probe: TensorLike, offsets_xy: TensorLike | None = None,
@@ -319,10 +392,11 @@ def _backprojection_single(X: tf.Tensor, P: tf.Tensor, P_sq: tf.Tensor, peak: tf
     without the group canvas (the torch backend's ``_backprojection_single``)."""
     cdtype = P.dtype
     step = tf.math.conj(P) / tf.cast(peak * (P_sq / peak + alpha), cdtype)
+    target = _fft_target(tf.cast(X, P_sq.dtype))
 
     def update(obj: tf.Tensor) -> tf.Tensor:
         psi = P * obj
-        return obj + step * (fourier_projection(psi, X) - psi)
+        return obj + step * (_project(psi, target) - psi)
 
     return _iterate(update, tf.ones(tf.shape(X), cdtype), iterations) - 1.0
 
@@ -334,19 +408,22 @@ def _backprojection_groups(X: tf.Tensor, P: tf.Tensor, P_sq: tf.Tensor, peak: tf
     cdtype = P.dtype
     batch = tf.shape(X)[0]
     shape = tf.stack([batch, C, N, N])
+    placement = _GroupPlacement(offsets, N, batch, C)
     # merge_group's coverage normalisation, computed once instead of in every iteration
-    coverage = tf.maximum(_placed_sum(tf.ones(shape, P_sq.dtype), offsets), 1.0)
-    weight = _placed_sum(tf.broadcast_to((P_sq / peak)[None, None], shape), offsets) / coverage
-    denominator = tf.cast(coverage * (weight + alpha), cdtype)
+    coverage = tf.maximum(placement.place(tf.ones(shape, P_sq.dtype)), 1.0)
+    weight = placement.place(tf.broadcast_to((P_sq / peak)[None, None], shape)) / coverage
+    inverse = 1.0 / (coverage * (weight + alpha))
+    scale = tf.complex(inverse, tf.zeros_like(inverse))
     P_conj = tf.math.conj(P) / tf.cast(peak, cdtype)
+    target = _fft_target(tf.cast(X, P_sq.dtype))
 
     def update(canvas: tf.Tensor) -> tf.Tensor:
-        psi = P * extract_group(canvas, offsets, N)
-        correction = P_conj * (fourier_projection(psi, X) - psi)
-        return canvas + _placed_sum(correction, offsets) / denominator
+        psi = P * placement.read(canvas)
+        correction = P_conj * (_project(psi, target) - psi)
+        return canvas + placement.place(correction) * scale
 
     canvas = _iterate(update, tf.ones(tf.stack([batch, 2 * N, 2 * N]), cdtype), iterations)
-    return extract_group(canvas - 1.0, offsets, N)
+    return placement.read(canvas - 1.0)
 
 
 def _iterate(update: Callable[[tf.Tensor], tf.Tensor], start: tf.Tensor, iterations: int
@@ -361,8 +438,11 @@ def _iterate(update: Callable[[tf.Tensor], tf.Tensor], start: tf.Tensor, iterati
     472-511. Eagerly it runs as a Python loop; gradients flow as through the unrolled one.
     """
     # The trip count is maximum_iterations alone (static, so XLA and the gradient know it).
-    (out,) = tf.while_loop(lambda value: True, lambda value: (update(value),), (start,),
-                           maximum_iterations=int(iterations))
+    # An update keeps its input's shape; ensure_shape tells the loop so where a dynamic
+    # reshape inside it loses the static batch size.
+    (out,) = tf.while_loop(lambda value: True,
+                           lambda value: (tf.ensure_shape(update(value), value.shape),),
+                           (start,), maximum_iterations=int(iterations))
     return out
 
 
