@@ -134,3 +134,30 @@ def test_backprojection_features_for_two_patch_sizes_in_one_process() -> None:
         X = rng.random((batch, N, N, 4)).astype(np.float32)
         offsets = rng.normal(size=(batch, 1, 2, 4)).astype(np.float32)
         assert models.backprojection_features(X, offsets).shape == (batch, N, N, 8)
+
+
+@pytest.mark.parametrize('batch', [1, 5, 9])
+def test_inference_backprojection_in_chunks_equals_one_call(rng: np.random.Generator,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            batch: int) -> None:
+    """Inference cuts the batch into fixed chunks run side by side (padded to whole
+    chunks): the same numbers as one call on the whole batch, for a batch the graph does not
+    know in advance (Keras' predict traces with an unknown batch size)."""
+    from ptycho.tf import model as tf_model
+
+    monkeypatch.setattr(tf_model, 'backprojection_workers', lambda: 2)
+    N, C = 32, 4
+    assert tf_model.backprojection_chunk(N) > 1  # so batches 1, 5 and 9 need padding
+    case = backprojection_case(rng, 2, 3, N=N, B=batch)
+    X = tf.constant(np.transpose(case.X, (0, 2, 3, 1)).astype(np.float32))
+    offsets = tf.constant(np.transpose(case.offsets, (0, 2, 1))[:, None])
+    probe = tf.constant(case.probe.astype(np.complex64))
+    chunked = tf.function(lambda x, o: tf_model._backprojection_xla_chunked(x, probe, o, 3),
+                          input_signature=[tf.TensorSpec((None, N, N, C), tf.float32),
+                                           tf.TensorSpec((None, 1, 2, C), tf.float64)])
+    out = chunked(X, offsets).numpy()
+    whole = tf_model._backprojection_xla(X, probe, offsets, 3).numpy()
+    assert out.shape == (batch, N, N, 2 * C)
+    np.testing.assert_allclose(out, whole, rtol=0, atol=1e-6 * np.abs(whole).max())
+    expected = np.transpose(case.expected, (0, 2, 3, 1))
+    assert rel_err(out[..., :C] + 1j * out[..., C:], expected) <= RTOL

@@ -19,8 +19,10 @@ Legacy path: ``ptycho.model`` (an alias of this module).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -180,7 +182,7 @@ class BackProjection(keras.layers.Layer):
     def call(self, X: tf.Tensor, offsets: tf.Tensor, training: bool | None = None
              ) -> tf.Tensor:
         if not training and BACKPROJECTION_XLA:
-            out = _backprojection_xla(X, self._probe_fn(), offsets, self.iterations)
+            out = _backprojection_xla_chunked(X, self._probe_fn(), offsets, self.iterations)
         else:
             out = backprojection_channels(X, self._probe_fn(), offsets, self.iterations)
         return out if self.trainable_probe else tf.stop_gradient(out)
@@ -208,6 +210,55 @@ feeds fixed, padded batches. Training keeps the plain graph (gradients, varying 
 
 _backprojection_xla = tf.function(backprojection_channels, jit_compile=True,
                                   reduce_retracing=False)
+
+
+def _backprojection_xla_chunked(X: tf.Tensor, probe: tf.Tensor, offsets: tf.Tensor,
+                                iterations: int) -> tf.Tensor:
+    """:func:`_backprojection_xla` on chunks of :func:`backprojection_chunk` groups, as many
+    at once as the machine has cores (``tf.map_fn``'s parallel iterations; a GPU gets the
+    whole batch in one call).
+
+    One XLA back-projection keeps about 1.5 of two cores busy (its FFTs run on one
+    thread), and its elementwise passes are faster while a call's working set stays in
+    cache. Measured on this machine's two cores, 8 iterations, ms a group:
+    N = 64, 64 groups: 2.1-2.3 in chunks of 4, against 5.3 in one call;
+    N = 128, 32 groups: 8.2-10.1 one group a chunk, against 20-21 in one call.
+    Every chunk has one shape (the batch is padded to a whole number of chunks), so XLA
+    compiles once per patch size, whatever the batch. Run eagerly, the chunks follow each
+    other.
+    """
+    workers = backprojection_workers()
+    if workers == 1:
+        return _backprojection_xla(X, probe, offsets, iterations)
+    N, C = int(X.shape[1]), int(X.shape[-1])
+    chunk = backprojection_chunk(N)
+    batch = tf.shape(X)[0]
+    pad = (-batch) % chunk
+
+    def chunks(t: tf.Tensor) -> tf.Tensor:
+        padded = tf.pad(t, [[0, pad]] + [[0, 0]] * (t.shape.rank - 1))
+        return tf.reshape(padded, tf.concat([[-1, chunk], tf.shape(t)[1:]], axis=0))
+
+    out = tf.map_fn(lambda xo: _backprojection_xla(xo[0], probe, xo[1], iterations),
+                    (chunks(X), chunks(offsets)),
+                    fn_output_signature=tf.TensorSpec((chunk, N, N, 2 * C), X.dtype),
+                    parallel_iterations=workers)
+    return tf.reshape(out, (-1, N, N, 2 * C))[:batch]
+
+
+def backprojection_chunk(N: int) -> int:
+    """Groups per XLA back-projection call on a CPU: 4 at N = 64, 1 at N = 128 (measured
+    best of 1, 2, 4 and 8 for each; the working set of a call is about the same)."""
+    return max(1, (4 * 64 * 64) // (N * N))
+
+
+@functools.cache
+def backprojection_workers() -> int:
+    """Back-projection chunks computed at once: one per usable CPU core, or 1 where
+    TensorFlow sees a GPU (one call on the whole batch fills it)."""
+    if tf.config.list_physical_devices('GPU'):
+        return 1
+    return max(1, len(os.sched_getaffinity(0)))
 
 
 class FarFieldAmplitude(keras.layers.Layer):
