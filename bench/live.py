@@ -175,8 +175,10 @@ def whole_scan(backend: Backend, model: LoadedModel, scan: Any, batch_size: int,
 def warm_up(backend: Backend, model: LoadedModel, N: int, batch_size: int,
             settings: dict[str, Any]) -> None:
     """First-call costs out of the figures: kernel selection, graph tracing and the XLA
-    compilation of every batch shape a stream can send (TensorFlow runs the batch size and
-    the powers of two from 8 below it: ``ptycho.tf.workflows.padded_batches``)."""
+    compilation of every batch shape a stream can send (on a CPU one XLA shape per patch
+    size, and Keras traces for any batch after two; where the back-projection compiles per
+    batch, the batch size and the powers of two from 8 below it:
+    ``ptycho.tf.workflows.prediction_batches``)."""
     from ptycho.simulation import simulate_dataset
     from ptycho.workflows.streaming import reconstruct_scan
 

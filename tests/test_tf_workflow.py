@@ -283,3 +283,23 @@ def test_prediction_batches_take_few_shapes_and_little_padding(batch_size: int) 
     powers = {1 << k for k in range(3, 7) if 1 << k < batch_size}
     assert shapes <= powers | {batch_size, min(MIN_PADDED_BATCH, batch_size)}
     assert padded_batches(18, 64) == [(16, 16), (2, 8)]  # was one call of 32
+
+
+@pytest.mark.parametrize('workers', [1, 2])
+def test_prediction_batches_pad_only_where_the_backprojection_compiles_per_batch(
+        monkeypatch: pytest.MonkeyPatch, workers: int) -> None:
+    """On a CPU the back-projection runs in fixed chunks (one XLA shape), so the groups go
+    unpadded; where it takes the whole batch in one call (a GPU, one worker) every batch
+    shape compiles and the calls are padded to a few shapes."""
+    from ptycho.tf import model as tf_model
+    from ptycho.tf.workflows import padded_batches, prediction_batches
+
+    monkeypatch.setattr(tf_model, 'backprojection_workers', lambda: workers)
+    for n in (0, 1, 18, 64, 150):
+        calls = prediction_batches(n, 64)
+        assert sum(count for count, _ in calls) == n
+        if workers == 1:
+            assert calls == padded_batches(n, 64)
+        else:
+            assert all(count == padded for count, padded in calls)
+            assert [count for count, _ in calls] == [64] * (n // 64) + ([n % 64] if n % 64 else [])

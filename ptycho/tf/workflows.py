@@ -188,8 +188,24 @@ MIN_PADDED_BATCH = 8
 """The smallest batch a prediction call is padded to."""
 
 
-def padded_batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+def prediction_batches(n: int, batch_size: int) -> list[tuple[int, int]]:
     """How ``n`` groups go through the network: ``(groups, padded size)`` per call.
+
+    On a CPU the XLA back-projection runs in fixed chunks (``ptycho.tf.model.
+    backprojection_chunk``) and compiles once, and Keras traces its prediction for any
+    batch size after the second one, so the groups go as they are: whole batches of
+    ``batch_size`` and the rest in one call. Where the back-projection takes the whole
+    batch in one call (a GPU) it compiles per batch shape: :func:`padded_batches`.
+    """
+    from ptycho.tf.model import backprojection_workers
+
+    if backprojection_workers() == 1:
+        return padded_batches(n, batch_size)
+    return [(min(batch_size, n - start),) * 2 for start in range(0, n, batch_size)]
+
+
+def padded_batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """How ``n`` groups go through the network when every batch shape compiles.
 
     Whole batches of ``batch_size`` first; the rest in the largest powers of two that fit,
     the last few padded (with empty groups) to :data:`MIN_PADDED_BATCH`. So the calls
@@ -235,7 +251,7 @@ def predict_objects(models: Any, container: PtychoDataContainer,
     parts = []
     with progress.bar(len(X), 'Reconstructing', 'group') as shown:
         start = 0
-        for count, padded in padded_batches(len(X), batch_size):
+        for count, padded in prediction_batches(len(X), batch_size):
             stop, pad = start + count, padded - count
             X_batch, off_batch = X[start:stop], offsets[start:stop]
             if pad:
