@@ -82,18 +82,32 @@ def _sample_grid(images: tf.Tensor, row0: tf.Tensor, col0: tf.Tensor, out_h: int
 
 
 def _lerp_weights(frac: tf.Tensor, dtype: tf.DType) -> tuple[tf.Tensor, tf.Tensor]:
-    """``(1 - f, f)`` for per-image float64 fractions ``frac`` (B,), shaped (B, 1, 1) in
-    ``dtype`` (complex dtypes get a real-valued complex weight via ``tf.complex``: a cast's
-    gradient warns)."""
+    """``(1 - f, f)`` for per-image float64 fractions ``frac`` (B,), shaped (B, 1, 1) in the
+    real dtype of ``dtype``."""
     frac = tf.cast(frac, tf.float64)[:, None, None]
-    pair = []
-    for w in (1.0 - frac, frac):
-        if dtype.is_complex:
-            w = tf.cast(w, dtype.real_dtype)
-            pair.append(tf.complex(w, tf.zeros_like(w)))
-        else:
-            pair.append(tf.cast(w, dtype))
-    return pair[0], pair[1]
+    real = dtype.real_dtype if dtype.is_complex else dtype
+    return tf.cast(1.0 - frac, real), tf.cast(frac, real)
+
+
+def _scaled(z: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
+    """``z * weight`` for a real ``weight``: complex ``z`` is scaled plane by plane.
+
+    XLA on a CPU multiplies complex tensors element by element without vectorising; two
+    real products are several times faster (an (N+1)-square window lerp at N = 128:
+    2.3 times). Real ``z`` is a plain product.
+    """
+    if not z.dtype.is_complex:
+        return z * weight
+    return tf.complex(tf.math.real(z) * weight, tf.math.imag(z) * weight)
+
+
+def _lerp_pair(first: tf.Tensor, second: tf.Tensor, keep: tf.Tensor, take: tf.Tensor
+               ) -> tf.Tensor:
+    """``keep * first + take * second`` with real weights, plane by plane when complex."""
+    if not first.dtype.is_complex:
+        return first * keep + second * take
+    return tf.complex(tf.math.real(first) * keep + tf.math.real(second) * take,
+                      tf.math.imag(first) * keep + tf.math.imag(second) * take)
 
 
 def _local_footprint(crops: tf.Tensor, frac_r: tf.Tensor, frac_c: tf.Tensor) -> tf.Tensor:
@@ -109,8 +123,8 @@ def _local_footprint(crops: tf.Tensor, frac_r: tf.Tensor, frac_c: tf.Tensor) -> 
     padded = tf.pad(crops, [[0, 0], [1, 1], [1, 1]])
     keep_r, take_r = _lerp_weights(frac_r, crops.dtype)
     keep_c, take_c = _lerp_weights(frac_c, crops.dtype)
-    rows = padded[:, :M + 1, :] * keep_r + padded[:, 1:, :] * take_r
-    return rows[:, :, :M + 1] * keep_c + rows[:, :, 1:] * take_c
+    rows = _lerp_pair(padded[:, :M + 1, :], padded[:, 1:, :], keep_r, take_r)
+    return _lerp_pair(rows[:, :, :M + 1], rows[:, :, 1:], keep_c, take_c)
 
 
 def _as_tensor(value: TensorLike, dtype: tf.DType | None = None) -> tf.Tensor:
@@ -256,8 +270,8 @@ class _GroupPlacement:
         window = tf.gather(rows, self.read_cols, axis=2, batch_dims=1)  # (B*C, N+1, N+1)
         keep_r, take_r = _lerp_weights(self.read_frac[0], window.dtype)
         keep_c, take_c = _lerp_weights(self.read_frac[1], window.dtype)
-        down = window[:, :N, :] * keep_r + window[:, 1:, :] * take_r
-        out = down[:, :, :N] * keep_c + down[:, :, 1:] * take_c
+        down = _lerp_pair(window[:, :N, :], window[:, 1:, :], keep_r, take_r)
+        out = _lerp_pair(down[:, :, :N], down[:, :, 1:], keep_c, take_c)
         return tf.reshape(out, tf.stack([-1, C, N, N]))
 
 
@@ -346,7 +360,7 @@ def _project(psi: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     nonzero = power > 0
     ratio = tf.where(nonzero, target * tf.math.rsqrt(tf.where(nonzero, power, tf.ones_like(power))),
                      tf.zeros_like(power))
-    return tf.signal.ifft2d(spectrum * tf.complex(ratio, tf.zeros_like(ratio)))
+    return tf.signal.ifft2d(_scaled(spectrum, ratio))
 
 
 def backprojection(X: TensorLike, probe: TensorLike, offsets_xy: TensorLike | None = None,
@@ -413,14 +427,13 @@ def _backprojection_groups(X: tf.Tensor, P: tf.Tensor, P_sq: tf.Tensor, peak: tf
     coverage = tf.maximum(placement.place(tf.ones(shape, P_sq.dtype)), 1.0)
     weight = placement.place(tf.broadcast_to((P_sq / peak)[None, None], shape)) / coverage
     inverse = 1.0 / (coverage * (weight + alpha))
-    scale = tf.complex(inverse, tf.zeros_like(inverse))
     P_conj = tf.math.conj(P) / tf.cast(peak, cdtype)
     target = _fft_target(tf.cast(X, P_sq.dtype))
 
     def update(canvas: tf.Tensor) -> tf.Tensor:
         psi = P * placement.read(canvas)
         correction = P_conj * (_project(psi, target) - psi)
-        return canvas + placement.place(correction) * scale
+        return canvas + _scaled(placement.place(correction), inverse)
 
     canvas = _iterate(update, tf.ones(tf.stack([batch, 2 * N, 2 * N]), cdtype), iterations)
     return placement.read(canvas - 1.0)
