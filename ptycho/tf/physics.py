@@ -218,8 +218,9 @@ class _GroupPlacement:
       zero-padded patch on the whole canvas.
     - ``read``: the (N+1)-square window under each member is gathered from the canvas
       padded by one zero pixel (out-of-canvas indices are clipped onto that border, so
-      they read zero), and combined by the fraction along each axis. Under XLA at N = 64
-      it takes a fifth of the time of sampling C copies of the whole canvas.
+      they read zero), and combined by the fraction along each axis (real weights, plane
+      by plane: :func:`_lerp_pair`). Under XLA at N = 64 (32 groups, 8 reads) about 0.5
+      ms a group, against 0.8-0.9 for sampling C copies of the whole canvas (separate runs).
     """
 
     def __init__(self, offsets: tf.Tensor, N: int, groups: tf.Tensor | int, C: int) -> None:
