@@ -53,9 +53,14 @@ def train_pytorch(train: Any, test: Any | None, config: TrainingConfig, minutes:
 
 def train_tensorflow(train: Any, test: Any | None, config: TrainingConfig, minutes: float
                      ) -> dict[str, Any]:
+    from ptycho.tf.persistence import save_models
     from ptycho.tf.workflows import train_cdi_model
 
-    return train_cdi_model(train, test, config, max_time=timedelta(minutes=minutes))
+    trained = train_cdi_model(train, test, config, max_time=timedelta(minutes=minutes))
+    # The bundle, as the PyTorch trainer leaves one: `bench/live.py --quality --model` and
+    # `bench/compare_ptychi.py` take it.
+    save_models(trained['ptycho_models'], trained['config'], config.output_dir)
+    return trained
 
 
 TRAINERS: dict[str, Callable[[Any, Any, TrainingConfig, float], dict[str, Any]]] = {
