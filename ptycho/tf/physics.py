@@ -194,10 +194,11 @@ def merge_group(patches: TensorLike, offsets_xy: TensorLike, support: TensorLike
     patches = _as_tensor(patches)
     offsets = _flat_offsets(offsets_xy)
     N = int(patches.shape[-1])
-    total = _placed_sum(patches, offsets)
+    placement = _GroupPlacement(offsets, N, tf.shape(patches)[0], int(patches.shape[1]))
+    total = placement.place(patches)
     real = patches.dtype.real_dtype  # float64 patches get a float64 coverage
     sup = tf.ones((N, N), real) if support is None else _as_tensor(support, real)
-    coverage = _placed_sum(tf.broadcast_to(sup, tf.shape(patches)), offsets)
+    coverage = placement.place(tf.broadcast_to(sup, tf.shape(patches)))
     merged = total / tf.cast(tf.maximum(coverage, 1.0), total.dtype)
     return merged, coverage
 
@@ -274,12 +275,6 @@ class _GroupPlacement:
         down = _lerp_pair(window[:, :N, :], window[:, 1:, :], keep_r, take_r)
         out = _lerp_pair(down[:, :, :N], down[:, :, 1:], keep_c, take_c)
         return tf.reshape(out, tf.stack([-1, C, N, N]))
-
-
-def _placed_sum(patches: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
-    """Sum of each group's C patches placed (centred, shifted) on its 2N canvas."""
-    N, C = int(patches.shape[-1]), int(patches.shape[1])
-    return _GroupPlacement(offsets, N, tf.shape(patches)[0], C).place(patches)
 
 
 def extract_group(canvas: TensorLike, offsets_xy: TensorLike, N: int) -> tf.Tensor:
